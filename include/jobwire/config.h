@@ -1,0 +1,73 @@
+/*
+ * Configuration: one declarative table in config.c (name, type, default, bounds, environment
+ * variable, help) drives the file parser, the environment overrides, --check-config and the
+ * documentation in conf/jobwire.conf. Precedence: built-in default < file < environment.
+ *
+ * All strings are owned by the struct and freed by jw_config_free(). The struct is filled on the
+ * main thread before any other thread starts, and read-only afterwards.
+ */
+#ifndef JOBWIRE_CONFIG_H
+#define JOBWIRE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "jobwire/log.h"
+
+#define JW_CONFIG_MAX_PATTERNS 16
+
+struct jw_config {
+    /* client side */
+    char *listen_address;          /* listen_address, JOBWIRE_LISTEN_ADDRESS; "127.0.0.1" */
+    int listen_port;               /* listen_port, JOBWIRE_LISTEN_PORT; 8080; 1..65535 */
+    char *web_root;                /* web_root; "web"; "" disables static files */
+    size_t client_queue_max_bytes; /* 1048576; 4096..1073741824 */
+    size_t client_max_message_bytes;  /* inbound message size limit; 4096; 256..1048576 */
+    int client_max_subscriptions;     /* job subscriptions per connection; 256; 1..100000 */
+    bool dev_auth; /* dev_auth; false. Development only: trust ?user=&admin= on connect */
+
+    /* Redis side */
+    char *redis_url;      /* redis_url, REDIS_URL; "" (then host/port below). redis://[user:pass@]host:port */
+    char *redis_host;     /* redis_host, REDIS_HOST; "127.0.0.1" */
+    int redis_port;       /* redis_port, REDIS_PORT; 6379; 1..65535 */
+    char *redis_username; /* redis_username, REDIS_USERNAME; "" (ACL user; empty = default user) */
+    char *redis_password; /* redis_password, REDIS_PASSWORD; "" (secret: never logged) */
+    bool redis_tls;       /* set by a rediss:// URL; rejected until TLS support lands */
+    char *redis_patterns[JW_CONFIG_MAX_PATTERNS]; /* redis_patterns; "ai:job:*"; comma separated */
+    size_t redis_npatterns;
+    char *channel_prefix;            /* channel_prefix; "ai:job:" */
+    int redis_connect_timeout_ms;    /* 10000; 100..600000 */
+    int redis_read_timeout_ms;       /* 5000; 100..600000: wait for a reply to a command */
+    int redis_ping_interval_ms;      /* 15000; 0 (off) or 500..600000 */
+    int reconnect_initial_ms;        /* 200; 1..600000 */
+    int reconnect_max_ms;            /* 30000; 1..3600000; >= reconnect_initial_ms */
+    double reconnect_multiplier;     /* 2.0; 1.0..10.0 */
+    int reconnect_reset_after_ms;    /* 30000; 0..3600000: uptime after which backoff resets */
+    size_t max_payload_bytes;        /* 65536; 64..16777216 */
+    size_t inbox_max_events;         /* 65536; 16..10000000 */
+
+    enum jw_log_level log_level; /* log_level, JOBWIRE_LOG_LEVEL; info; debug|info|warn|error */
+};
+
+void jw_config_defaults(struct jw_config *c);
+/* Each function below returns 0, or -1 with a one-line reason in err ("file:line: reason" for
+ * files, "VARIABLE: reason" for the environment). */
+int jw_config_set(struct jw_config *c, const char *key, const char *value, char *err,
+                  size_t errlen) __attribute__((warn_unused_result));
+int jw_config_load_file(struct jw_config *c, const char *path, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+/* Reads JOBWIRE_<KEY> for every key, and the aliases named above (REDIS_URL, ...). */
+int jw_config_apply_env(struct jw_config *c, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+/* Cross-field checks and derived values (redis_url into host/port/user/password/tls). */
+int jw_config_finish(struct jw_config *c, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+/* Writes every effective setting as "key value" lines, secrets masked. */
+void jw_config_dump(const struct jw_config *c, FILE *out);
+/* Lists every key with its default, accepted values, environment variables and help (--help). */
+void jw_config_print_help(FILE *out);
+void jw_config_free(struct jw_config *c);
+
+#endif

@@ -1,0 +1,73 @@
+/*
+ * The hub: who receives which event. Pure data structure (no I/O, no lws), owned and used by the
+ * gateway thread only.
+ *
+ *   event(jobId, userId, kind)
+ *      |
+ *      +--> jobs[jobId]      -> subs of members that asked for this job  --+
+ *      +--> users[userId]    -> members with the "all my jobs" scope       +--> deliver(member)
+ *      +--> admins_all       -> admin members with the "all jobs" scope  --+    (once per event)
+ *
+ * Cost per event is O(subscribers of that job + user-scope members of that user + admins with
+ * the all scope), never O(all clients). A job subscriber whose user is not the event's userId
+ * receives nothing unless it is an admin; that refusal is counted in jw_route_stats.denied.
+ */
+#ifndef JOBWIRE_HUB_H
+#define JOBWIRE_HUB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "jobwire/event.h"
+
+struct jw_hub;
+struct jw_sub; /* private: one (member, job) pair */
+
+/* A subscriber, embedded in the owner's connection state. */
+struct jw_member {
+    /* public, set before jw_hub_join() and constant while joined */
+    const char *user_id; /* borrowed: must outlive the membership */
+    int admin;
+    void *owner;
+    /* private to the hub */
+    unsigned _user_kinds; /* "all my jobs" scope: kinds, 0 = off */
+    unsigned _all_kinds;  /* "all jobs" scope (admins): kinds, 0 = off */
+    struct jw_sub *_subs;
+    size_t _nsubs;
+    uint64_t _stamp; /* serial of the last event delivered: dedupes across indices */
+    struct jw_member *_user_prev, *_user_next;
+    struct jw_member *_all_prev, *_all_next;
+};
+
+struct jw_route_stats {
+    size_t delivered;
+    size_t denied;
+};
+
+/* Called once per recipient during jw_hub_route(). It must not join, leave or change
+ * subscriptions; to drop a member it marks its owner and does that after routing. */
+typedef void (*jw_hub_deliver_fn)(void *ctx, struct jw_member *m, struct jw_event *ev);
+
+struct jw_hub *jw_hub_new(void);
+/* Every member must have left. */
+void jw_hub_free(struct jw_hub *hub);
+void jw_hub_join(struct jw_hub *hub, struct jw_member *m);
+/* Drops every subscription and scope of `m`. */
+void jw_hub_leave(struct jw_hub *hub, struct jw_member *m);
+/* Returns 0 when added, 1 when it existed (its kinds are replaced), -ENOSPC past `max_subs`. */
+int jw_hub_subscribe_job(struct jw_hub *hub, struct jw_member *m, const char *job_id,
+                         unsigned kinds, size_t max_subs) __attribute__((warn_unused_result));
+/* Returns 0, or -ENOENT when `m` was not subscribed to the job. */
+int jw_hub_unsubscribe_job(struct jw_hub *hub, struct jw_member *m, const char *job_id);
+/* kinds == 0 turns the scope off. */
+void jw_hub_set_user_scope(struct jw_hub *hub, struct jw_member *m, unsigned kinds);
+/* Returns -EPERM unless m->admin. */
+int jw_hub_set_all_scope(struct jw_hub *hub, struct jw_member *m, unsigned kinds)
+    __attribute__((warn_unused_result));
+size_t jw_hub_subscription_count(const struct jw_member *m);
+/* Jobs that have at least one subscriber. */
+size_t jw_hub_job_count(const struct jw_hub *hub);
+void jw_hub_route(struct jw_hub *hub, struct jw_event *ev, jw_hub_deliver_fn deliver, void *ctx,
+                  struct jw_route_stats *stats);
+
+#endif

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Configures and builds jobwire.
+#   scripts/build.sh              build/       RelWithDebInfo
+#   scripts/build.sh --asan       build/ and build-asan/ (Debug, ASan+UBSan)
+#   scripts/build.sh --asan-only  build-asan/ only
+# Extra arguments after "--" go to every cmake configure step (e.g. -- -DJW_WERROR=ON).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+normal=1 asan=0 extra=()
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --asan) asan=1 ;;
+    --asan-only) asan=1 normal=0 ;;
+    --) shift; extra=("$@"); break ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    *) echo "build.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+jobs=$(nproc 2>/dev/null || echo 2)
+
+build_tree() { # dir, cmake args...
+    local dir=$1; shift
+    echo "== configure $dir"
+    cmake -S . -B "$dir" "$@" "${extra[@]}"
+    echo "== build $dir"
+    cmake --build "$dir" -j"$jobs"
+}
+
+if [[ $normal -eq 1 ]]; then
+    build_tree build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+fi
+if [[ $asan -eq 1 ]]; then
+    build_tree build-asan -DCMAKE_BUILD_TYPE=Debug -DJW_SANITIZE=ON
+fi

@@ -1,0 +1,365 @@
+/*
+ * The gateway thread (see gateway.h): one lws context with two protocols served by one
+ * callback — "http" (/healthz, /readyz, /metrics, static files) and "jobwire.v1" (WebSocket
+ * sessions, the vhost default so that clients need not name it). Events from the upstream
+ * thread arrive through the inbox; lws_cancel_service() wakes the loop, and the inbox is
+ * drained whole on each LWS_CALLBACK_EVENT_WAIT_CANCELLED, in the ws protocol only.
+ */
+#include "jobwire/gateway.h"
+
+#include <arpa/inet.h>
+#include <libwebsockets.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "jobwire/alloc.h"
+#include "jobwire/buf.h"
+#include "jobwire/hub.h"
+#include "jobwire/inbox.h"
+#include "jobwire/log.h"
+#include "jobwire/metrics.h"
+#include "jobwire/session.h"
+
+enum { PROTO_HTTP = 0, PROTO_WS, PROTO_COUNT };
+enum { MOUNT_HEALTHZ = 0, MOUNT_READYZ, MOUNT_METRICS, MOUNT_WEB, MOUNT_COUNT };
+
+#define WS_PATH "/ws"
+
+struct jw_gateway {
+    const struct jw_config *cfg;
+    struct lws_context *ctx;
+    struct jw_inbox *inbox;
+    struct jw_session_env env;
+    _Atomic int stop_requested;
+    _Atomic int link_state;
+    /* lws keeps pointers to these for the life of the context */
+    struct lws_protocols protocols[PROTO_COUNT + 1];
+    struct lws_http_mount mounts[MOUNT_COUNT];
+    struct lws_protocol_vhost_options pvo, pvo_default;
+    char web_root[PATH_MAX];
+    char listen_iface[64];
+};
+
+/* One HTTP request's answer, held until the body can be written. */
+struct http_reply {
+    char *body;
+    size_t len;
+};
+
+static struct jw_gateway *
+gateway_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+static void
+drain_inbox(struct jw_gateway *gw)
+{
+    struct jw_event *ev = jw_inbox_take_all(gw->inbox);
+    while (ev) {
+        struct jw_event *next = ev->next;
+        struct jw_route_stats stats;
+        jw_hub_route(gw->env.hub, ev, jw_session_deliver, NULL, &stats);
+        if (stats.denied)
+            jw_metric_add(JW_M_DELIVERIES_DENIED, (int64_t)stats.denied);
+        jw_event_free(ev);
+        ev = next;
+    }
+}
+
+static int
+is_ready(const struct jw_gateway *gw)
+{
+    return atomic_load(&gw->link_state) == JW_LINK_SUBSCRIBED &&
+           !atomic_load(&gw->stop_requested);
+}
+
+/* Builds the answer of a callback mount; returns the HTTP status. */
+static unsigned
+http_answer(struct jw_gateway *gw, const char *path, struct jw_buf *body, const char **type)
+{
+    *type = "text/plain; charset=utf-8";
+    if (strcmp(path, "/healthz") == 0) {
+        jw_buf_append_str(body, "ok\n");
+        return HTTP_STATUS_OK;
+    }
+    if (strcmp(path, "/readyz") == 0) {
+        int ready = is_ready(gw);
+        jw_buf_append_str(body, ready ? "ready\n" : "not ready: redis link ");
+        if (!ready) {
+            jw_buf_append_str(body, atomic_load(&gw->stop_requested)
+                                        ? "draining"
+                                        : jw_link_state_name(atomic_load(&gw->link_state)));
+            jw_buf_append_str(body, "\n");
+        }
+        return ready ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE;
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        *type = "text/plain; version=0.0.4; charset=utf-8";
+        jw_metrics_render(body);
+        return HTTP_STATUS_OK;
+    }
+    jw_buf_append_str(body, "not found\n");
+    return HTTP_STATUS_NOT_FOUND;
+}
+
+static int
+on_http(struct lws *wsi, struct http_reply *reply)
+{
+    struct jw_gateway *gw = gateway_of(wsi);
+    char path[64];
+    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0)
+        return lws_return_http_status(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, NULL) ||
+               lws_http_transaction_completed(wsi);
+
+    struct jw_buf body;
+    const char *type;
+    jw_buf_init(&body, 256);
+    unsigned status = http_answer(gw, path, &body, &type);
+
+    unsigned char head[LWS_PRE + 512];
+    unsigned char *p = head + LWS_PRE, *end = head + sizeof(head) - 1;
+    if (lws_add_http_common_headers(wsi, status, type, body.len, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                     (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_finalize_write_http_header(wsi, head + LWS_PRE, &p, end)) {
+        jw_buf_free(&body);
+        return 1;
+    }
+    reply->body = body.data; /* the buffer's memory now belongs to the reply */
+    reply->len = body.len;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int
+on_http_writeable(struct lws *wsi, struct http_reply *reply)
+{
+    if (!reply->body)
+        return 0;
+    unsigned char *out = jw_malloc(LWS_PRE + reply->len);
+    memcpy(out + LWS_PRE, reply->body, reply->len);
+    int n = lws_write(wsi, out + LWS_PRE, reply->len, LWS_WRITE_HTTP_FINAL);
+    free(out);
+    free(reply->body);
+    reply->body = NULL;
+    if (n < (int)reply->len)
+        return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* Refuses an upgrade that is not to WS_PATH or has no valid principal, with a status code. */
+static int
+on_confirm_upgrade(struct lws *wsi)
+{
+    struct jw_gateway *gw = gateway_of(wsi);
+    char path[64], user[JW_ID_MAX + 1];
+    int admin;
+    const char *why = NULL;
+    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0 ||
+        strcmp(path, WS_PATH) != 0) {
+        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "WebSocket endpoint is " WS_PATH);
+        return 1;
+    }
+    if (jw_session_authenticate(&gw->env, wsi, user, sizeof(user), &admin, &why) < 0) {
+        jw_metric_add(JW_M_CONNECTIONS_REJECTED_AUTH, 1);
+        jw_info("gateway", "refused WebSocket upgrade: %s", why);
+        lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, why);
+        return 1;
+    }
+    return 0;
+}
+
+static int
+on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    struct jw_gateway *gw;
+    switch (reason) {
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        /* Delivered once per protocol: drain in exactly one of them. */
+        gw = gateway_of(wsi);
+        /* lws may copy the protocol table per vhost, so compare names, not addresses */
+        if (strcmp(lws_get_protocol(wsi)->name, gw->protocols[PROTO_WS].name) == 0)
+            drain_inbox(gw);
+        return 0; /* non-zero would close lws' wake pipe */
+
+    case LWS_CALLBACK_HTTP:
+        return on_http(wsi, user);
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return on_http_writeable(wsi, user);
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (user) {
+            free(((struct http_reply *)user)->body);
+            ((struct http_reply *)user)->body = NULL;
+        }
+        return 0;
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return on_confirm_upgrade(wsi);
+
+    case LWS_CALLBACK_ESTABLISHED:
+        return jw_session_open(&gateway_of(wsi)->env, user, wsi);
+    case LWS_CALLBACK_RECEIVE:
+        return jw_session_receive(user, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return jw_session_writeable(user);
+    case LWS_CALLBACK_CLOSED:
+        jw_session_closed(user);
+        return 0;
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+static void
+on_lws_log(int level, const char *line)
+{
+    size_t len = strlen(line);
+    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        len--;
+    jw_log(level & LLL_ERR ? JW_LOG_ERROR : JW_LOG_WARN, "lws", "%.*s", (int)len, line);
+}
+
+static void
+setup_mounts(struct jw_gateway *gw)
+{
+    static const char *const api_paths[] = {"/healthz", "/readyz", "/metrics"};
+    struct lws_http_mount *m = gw->mounts;
+    for (int i = MOUNT_HEALTHZ; i <= MOUNT_METRICS; i++) {
+        m[i].mountpoint = api_paths[i];
+        m[i].mountpoint_len = (unsigned char)strlen(api_paths[i]);
+        m[i].origin = "http";
+        m[i].origin_protocol = LWSMPRO_CALLBACK;
+        m[i].mount_next = &m[i + 1];
+    }
+    m[MOUNT_METRICS].mount_next = NULL;
+    if (!gw->web_root[0])
+        return;
+    m[MOUNT_METRICS].mount_next = &m[MOUNT_WEB];
+    m[MOUNT_WEB].mountpoint = "/";
+    m[MOUNT_WEB].mountpoint_len = 1;
+    m[MOUNT_WEB].origin = gw->web_root;
+    m[MOUNT_WEB].def = "index.html";
+    m[MOUNT_WEB].origin_protocol = LWSMPRO_FILE;
+}
+
+struct jw_gateway *
+jw_gateway_new(const struct jw_config *cfg)
+{
+    struct jw_gateway *gw = jw_calloc(1, sizeof(*gw));
+    gw->cfg = cfg;
+    gw->env.cfg = cfg;
+    gw->env.hub = jw_hub_new();
+    gw->inbox = jw_inbox_new(cfg->inbox_max_events);
+    atomic_store(&gw->link_state, JW_LINK_IDLE);
+
+    if (cfg->web_root[0] && !realpath(cfg->web_root, gw->web_root)) {
+        jw_warn("gateway", "web_root %s not found: static files disabled", cfg->web_root);
+        gw->web_root[0] = '\0';
+    }
+    setup_mounts(gw);
+
+    gw->protocols[PROTO_HTTP] = (struct lws_protocols){
+        .name = "http", .callback = on_lws_event, .per_session_data_size = sizeof(struct http_reply)};
+    gw->protocols[PROTO_WS] = (struct lws_protocols){
+        .name = "jobwire.v1",
+        .callback = on_lws_event,
+        .per_session_data_size = sizeof(struct jw_session),
+        .rx_buffer_size = cfg->client_max_message_bytes};
+    /* A client that names no sub-protocol is bound to the vhost default. */
+    gw->pvo_default = (struct lws_protocol_vhost_options){.name = "default", .value = "1"};
+    gw->pvo = (struct lws_protocol_vhost_options){.options = &gw->pvo_default, .name = "jobwire.v1",
+                                                  .value = ""};
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    struct in_addr v4;
+    const char *iface = strcmp(cfg->listen_address, "localhost") == 0 ? "127.0.0.1"
+                                                                       : cfg->listen_address;
+    snprintf(gw->listen_iface, sizeof(gw->listen_iface), "%s", iface);
+    info.iface = gw->listen_iface;
+    info.port = cfg->listen_port;
+    if (inet_pton(AF_INET, iface, &v4) == 1)
+        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6; /* else lws binds every v6 address */
+    info.options |= LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.protocols = gw->protocols;
+    info.mounts = gw->mounts;
+    info.pvo = &gw->pvo;
+    info.user = gw;
+    info.timeout_secs = 10;
+
+    lws_set_log_level(LLL_ERR | LLL_WARN, on_lws_log);
+    gw->ctx = lws_create_context(&info);
+    if (!gw->ctx) {
+        jw_error("gateway", "cannot listen on %s:%d", cfg->listen_address, cfg->listen_port);
+        jw_gateway_free(gw);
+        return NULL;
+    }
+    jw_info("gateway", "listening on %s:%d (WebSocket %s%s%s)", cfg->listen_address,
+            cfg->listen_port, WS_PATH, gw->web_root[0] ? ", web root " : "", gw->web_root);
+    if (cfg->dev_auth)
+        jw_warn("gateway", "dev_auth is on: clients choose their own user id; never use this "
+                           "in production");
+    return gw;
+}
+
+int
+jw_gateway_run(struct jw_gateway *gw)
+{
+    while (!atomic_load(&gw->stop_requested))
+        if (lws_service(gw->ctx, 0) < 0)
+            return -1;
+
+    /* Say goodbye to every client, then give the close frames a short while to leave. */
+    jw_session_close_all(&gw->env, LWS_CLOSE_STATUS_GOINGAWAY);
+    struct timespec now, deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += 2;
+    do {
+        if (lws_service(gw->ctx, 0) < 0)
+            break;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while (gw->env.all && now.tv_sec * 1000000000L + now.tv_nsec <
+                                deadline.tv_sec * 1000000000L + deadline.tv_nsec);
+    return 0;
+}
+
+void
+jw_gateway_request_stop(struct jw_gateway *gw)
+{
+    atomic_store(&gw->stop_requested, 1);
+    lws_cancel_service(gw->ctx);
+}
+
+void
+jw_gateway_free(struct jw_gateway *gw)
+{
+    if (!gw)
+        return;
+    if (gw->ctx)
+        lws_context_destroy(gw->ctx); /* closes what is left; sessions leave the hub */
+    jw_inbox_free(gw->inbox);
+    jw_hub_free(gw->env.hub);
+    free(gw);
+}
+
+void
+jw_gateway_post_event(struct jw_gateway *gw, struct jw_event *ev)
+{
+    int rc = jw_inbox_push(gw->inbox, ev);
+    if (rc < 0) {
+        jw_metric_add(JW_M_EVENTS_INBOX_FULL, 1);
+        jw_event_free(ev);
+        return;
+    }
+    if (rc == 1)
+        lws_cancel_service(gw->ctx);
+}
+
+void
+jw_gateway_post_link_state(struct jw_gateway *gw, enum jw_link_state state)
+{
+    atomic_store(&gw->link_state, (int)state);
+}

@@ -1,0 +1,476 @@
+"""Integration test harness: a real redis-server and the real jobwire binary on free ports.
+
+Every wait polls a condition with a deadline (never a bare sleep standing in for a condition).
+Each test gets its own temp dir, redis-server and daemon, so tests are independent and can run
+side by side. The daemon's stderr goes to a file, shown when a test fails; at teardown the daemon
+is stopped with SIGTERM and must exit 0 with no sanitizer report.
+
+Environment: JOBWIRE_BIN (default build/jobwire), REDIS_SERVER (default redis-server).
+"""
+
+import asyncio
+import functools
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+
+import pytest
+import redis
+import websockets
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+WAIT = 10.0  # upper bound of every single wait
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "WARNING: ThreadSanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
+# Variables the daemon reads; scrubbed so the caller's environment cannot change a test.
+SCRUB_ENV = ("REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_USERNAME", "REDIS_PASSWORD")
+
+
+def jobwire_bin():
+    path = os.environ.get("JOBWIRE_BIN", os.path.join(REPO, "build", "jobwire"))
+    return os.path.abspath(path)
+
+
+def daemon_env():
+    env = {k: v for k, v in os.environ.items()
+           if k not in SCRUB_ENV and not k.startswith("JOBWIRE_")}
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
+    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+    return env
+
+
+_used_ports = set()
+
+
+def free_port():
+    """A port the kernel reports free on 127.0.0.1, never handed out twice in this process."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _used_ports:
+            _used_ports.add(port)
+            return port
+    raise RuntimeError("no free port")
+
+
+def wait_for(cond, timeout=WAIT, interval=0.02, what="condition"):
+    """Polls cond() until it returns a truthy value, which is returned; fails after timeout."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            value = cond()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - kept for the failure message
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}"
+                                 + (f" (last error: {last_exc!r})" if last_exc else ""))
+        time.sleep(interval)
+
+
+def tail(path, lines=60):
+    try:
+        with open(path, "r", errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# ---------------------------------------------------------------------------------------------
+# redis-server
+
+
+class RedisServer:
+    def __init__(self, workdir, port=None):
+        self.dir = os.path.join(str(workdir), "redis")
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = port or free_port()
+        self.proc = None
+        self.log = os.path.join(self.dir, "redis.log")
+
+    def start(self):
+        exe = os.environ.get("REDIS_SERVER", "redis-server")
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", self.dir, "--daemonize", "no"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self.ping, what=f"redis-server PING on port {self.port}")
+        return self
+
+    def ping(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"redis-server exited {self.proc.returncode}:\n{tail(self.log)}")
+        return self.client().ping()
+
+    def client(self):
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5,
+                           socket_connect_timeout=5)
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=WAIT)
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=WAIT)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=WAIT)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP and /metrics
+
+
+def http_get(port, path, timeout=5):
+    """(status, body bytes, headers); 4xx/5xx are returned, not raised."""
+    url = f"http://127.0.0.1:{port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read(), r.headers
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), e.headers
+
+
+_METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)(\s+-?\d+)?\s*$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels.items())): value} from Prometheus text format."""
+    out = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        m = _METRIC_LINE.match(line)
+        assert m, f"malformed /metrics line: {line!r}"
+        labels = frozenset(_LABEL.findall(m.group(2) or ""))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# WebSocket client
+
+
+class WsClient:
+    """One protocol client. Events that arrive while waiting for a reply are kept in order."""
+
+    def __init__(self, ws, welcome, name):
+        self.ws = ws
+        self.welcome = welcome
+        self.name = name
+        self.events = deque()
+        self.last_seq = 0
+        self._ids = 0
+
+    async def recv_json(self, timeout=WAIT):
+        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+        assert isinstance(raw, str), f"{self.name}: server sent a binary frame: {raw!r}"
+        msg = json.loads(raw)
+        assert isinstance(msg, dict) and isinstance(msg.get("type"), str), \
+            f"{self.name}: server message without type: {raw}"
+        if msg["type"] == "event":
+            seq = msg.get("seq")
+            assert seq == self.last_seq + 1, \
+                f"{self.name}: event seq {seq!r} after {self.last_seq}: {msg}"
+            self.last_seq = seq
+        return msg
+
+    async def send(self, obj):
+        await self.ws.send(obj if isinstance(obj, (str, bytes)) else json.dumps(obj))
+
+    def next_id(self):
+        self._ids += 1
+        return f"r{self._ids}"
+
+    async def reply(self, rid=None, timeout=WAIT):
+        """The next non-event message; with rid, it must answer that request id."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = await self.recv_json(max(0.01, deadline - time.monotonic()))
+            if msg["type"] == "event":
+                self.events.append(msg)
+                continue
+            if rid is not None:
+                assert msg.get("id") == str(rid), \
+                    f"{self.name}: expected the reply to request {rid!r}, got {msg}"
+            return msg
+
+    async def request(self, msg, timeout=WAIT):
+        msg = dict(msg)
+        msg.setdefault("id", self.next_id())
+        await self.send(msg)
+        return await self.reply(msg["id"], timeout)
+
+    async def subscribe(self, jobs=None, scope=None, kinds=None, expect="ack"):
+        msg = {"type": "subscribe"}
+        if jobs is not None:
+            msg["jobs"] = jobs
+        if scope is not None:
+            msg["scope"] = scope
+        if kinds is not None:
+            msg["kinds"] = kinds
+        r = await self.request(msg)
+        assert r["type"] == expect, f"{self.name}: subscribe {msg} answered {r}"
+        return r
+
+    async def unsubscribe(self, jobs=None, scope=None):
+        msg = {"type": "unsubscribe"}
+        if jobs is not None:
+            msg["jobs"] = jobs
+        if scope is not None:
+            msg["scope"] = scope
+        r = await self.request(msg)
+        assert r["type"] == "ack", f"{self.name}: unsubscribe {msg} answered {r}"
+        return r
+
+    async def ping(self):
+        r = await self.request({"type": "ping"})
+        assert r["type"] == "pong", f"{self.name}: ping answered {r}"
+        return r
+
+    async def expect_event(self, timeout=WAIT):
+        if self.events:
+            return self.events.popleft()
+        msg = await self.recv_json(timeout)
+        assert msg["type"] == "event", f"{self.name}: expected an event, got {msg}"
+        return msg
+
+    async def expect_no_event(self, duration):
+        """Nothing at all arrives for `duration` seconds. Prefer expect_marker_first()."""
+        assert not self.events, f"{self.name}: unexpected event {self.events[0]}"
+        try:
+            msg = await self.recv_json(duration)
+        except asyncio.TimeoutError:
+            return
+        raise AssertionError(f"{self.name}: expected nothing, got {msg}")
+
+    async def expect_marker_first(self, publish_marker, marker_job, timeout=WAIT):
+        """Publishes an event this client may see (marker_job) and asserts that it is the next
+        event: anything published before it that the client must not see would arrive first."""
+        publish_marker()
+        ev = await self.expect_event(timeout)
+        assert ev["jobId"] == marker_job, \
+            f"{self.name}: received {ev} where only the marker event for {marker_job} was allowed"
+        return ev
+
+    async def expect_closed(self, timeout=WAIT):
+        """Reads until the server closes; returns the close code."""
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                await asyncio.wait_for(self.ws.recv(), max(0.01, deadline - time.monotonic()))
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        except asyncio.TimeoutError:
+            raise AssertionError(f"{self.name}: connection still open after {timeout}s")
+        await asyncio.wait_for(self.ws.wait_closed(), WAIT)
+        return self.ws.close_code
+
+    async def close(self):
+        await self.ws.close()
+
+
+def ws_url(port, user=None, admin=False, query=None):
+    params = []
+    if user is not None:
+        params.append("user=" + urllib.request.quote(user, safe=""))
+    if admin:
+        params.append("admin=1")
+    if query:
+        params.append(query)
+    return f"ws://127.0.0.1:{port}/ws" + ("?" + "&".join(params) if params else "")
+
+
+async def ws_connect(url, **kw):
+    return await asyncio.wait_for(
+        websockets.connect(url, open_timeout=WAIT, ping_interval=None, close_timeout=2,
+                           max_size=None, **kw), WAIT)
+
+
+# ---------------------------------------------------------------------------------------------
+# jobwire
+
+
+def write_config(path, settings):
+    with open(path, "w") as f:
+        f.write("# written by tests/integration/conftest.py\n")
+        for k, v in settings.items():
+            if isinstance(v, bool):
+                v = "yes" if v else "no"
+            f.write(f"{k} {v}\n")
+    return path
+
+
+class Jobwire:
+    def __init__(self, workdir, redis_server, overrides=None):
+        self.dir = str(workdir)
+        self.redis = redis_server
+        self.port = free_port()
+        self.bin = jobwire_bin()
+        self.log = os.path.join(self.dir, "jobwire.log")
+        self.proc = None
+        self.settings = {
+            "listen_address": "127.0.0.1",
+            "listen_port": self.port,
+            "redis_host": "127.0.0.1",
+            "redis_port": redis_server.port,
+            "dev_auth": True,
+            "web_root": os.path.join(REPO, "web"),
+            "log_level": "debug",
+        }
+        self.settings.update(overrides or {})
+        self.config = write_config(os.path.join(self.dir, "jobwire.conf"), self.settings)
+        self._pub = None
+        self.extra_env = {}
+
+    def start(self, wait_ready=True):
+        assert os.access(self.bin, os.X_OK), f"no jobwire binary at {self.bin} (set JOBWIRE_BIN)"
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([self.bin, "--config", self.config],
+                                         stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT,
+                                         env=dict(daemon_env(), **self.extra_env))
+        self.wait_status("/healthz", 200)
+        if wait_ready:
+            self.wait_status("/readyz", 200)
+        return self
+
+    def check_alive(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"jobwire exited with {self.proc.returncode}:\n{tail(self.log)}")
+
+    def get(self, path):
+        return http_get(self.port, path)
+
+    def wait_status(self, path, status, timeout=WAIT):
+        def cond():
+            self.check_alive()
+            return self.get(path)[0] == status
+        try:
+            wait_for(cond, timeout, what=f"GET {path} == {status}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n--- jobwire log ---\n{tail(self.log)}") from None
+
+    def metrics(self):
+        status, body, _ = self.get("/metrics")
+        assert status == 200, f"/metrics answered {status}"
+        return parse_metrics(body.decode())
+
+    def metric(self, name, **labels):
+        """The value of one series; 0 when the series is absent."""
+        return self.metrics().get((name, frozenset(labels.items())), 0.0)
+
+    def wait_metric(self, name, pred, what=None, **labels):
+        return wait_for(lambda: pred(self.metric(name, **labels)),
+                        what=what or f"{name}{labels} condition")
+
+    def reset_publisher(self):
+        """Drops the publishing connection (after a Redis restart)."""
+        if self._pub is not None:
+            self._pub.close()
+            self._pub = None
+
+    def publish(self, channel, payload):
+        if self._pub is None:
+            self._pub = self.redis.client()
+        if isinstance(payload, (dict, list, int, float)):
+            payload = json.dumps(payload)
+        return self._pub.publish(channel, payload)
+
+    async def client(self, user="alice", admin=False, name=None):
+        ws = await ws_connect(ws_url(self.port, user, admin))
+        c = WsClient(ws, None, name or user)
+        c.welcome = await c.recv_json()
+        assert c.welcome.get("type") == "welcome", f"first message is not welcome: {c.welcome}"
+        return c
+
+    def read_log(self):
+        with open(self.log, "r", errors="replace") as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM):
+        """Stops the daemon and asserts a clean exit; returns the exit code."""
+        if self._pub is not None:
+            self._pub.close()
+            self._pub = None
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=WAIT)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGKILL)
+                self.proc.wait(timeout=WAIT)
+                raise AssertionError(f"jobwire did not exit within {WAIT}s of signal {sig}:\n"
+                                     f"{tail(self.log)}")
+        rc = self.proc.returncode
+        log = self.read_log()
+        found = [m for m in SANITIZER_MARKS if m in log]
+        assert not found, f"sanitizer report in jobwire log ({found}):\n{tail(self.log, 120)}"
+        assert rc == 0, f"jobwire exited with {rc}, expected 0:\n{tail(self.log)}"
+        return rc
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "jwconfig(**settings): extra jobwire config for a test")
+    config.addinivalue_line("markers", "jwnostart: create the jobwire fixture without starting it")
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def jw(request, tmp_path, redis_server):
+    marker = request.node.get_closest_marker("jwconfig")
+    daemon = Jobwire(tmp_path, redis_server, marker.kwargs if marker else None)
+    if request.node.get_closest_marker("jwnostart") is None:
+        daemon.start()
+    yield daemon
+    try:
+        daemon.stop()
+    finally:
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.failed and os.path.exists(daemon.log):
+            print(f"--- jobwire log ({daemon.log}) ---\n{tail(daemon.log, 80)}")
+
+
+def async_test(fn):
+    """Runs an async test body with asyncio.run and an overall bound; fixtures still inject."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        async def bounded():
+            return await asyncio.wait_for(fn(*args, **kwargs), 60)
+        return asyncio.run(bounded())
+    return wrapper

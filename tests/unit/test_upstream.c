@@ -1,0 +1,697 @@
+/*
+ * Tests for upstream.c against a real redis-server (Debian's /usr/bin/redis-server) on a free
+ * port: subscribe and receive an event; survive a SIGKILL and restart of Redis; find a frozen
+ * (SIGSTOPped) server by PING; refuse a wrong password with a clear log line that never shows
+ * the password, then subscribe with the right one. Every wait is a poll with a deadline.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include <setjmp.h>
+#include <cmocka.h>
+#include <hiredis/hiredis.h>
+
+#include "jobwire/alloc.h"
+#include "jobwire/config.h"
+#include "jobwire/event.h"
+#include "jobwire/metrics.h"
+#include "jobwire/upstream.h"
+
+#define REDIS_SERVER "/usr/bin/redis-server"
+#define WAIT_MS 10000
+
+/* ---- helpers: time, redis-server process ---- */
+
+static uint64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void
+nap_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int
+free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* 1 when something answers a RESP PING on the port (+PONG, or -NOAUTH with requirepass). */
+static int
+redis_answers(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return 0;
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {.tv_sec = 1};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int ok = 0;
+    char buf[64];
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        write(fd, "*1\r\n$4\r\nPING\r\n", 14) == 14 && read(fd, buf, sizeof buf) > 0)
+        ok = buf[0] == '+' || buf[0] == '-';
+    close(fd);
+    return ok;
+}
+
+/* Servers still running, killed by the group teardown if a test fails half-way. */
+static pid_t live_pids[8];
+
+static void
+track_pid(pid_t old, pid_t new_pid)
+{
+    for (size_t i = 0; i < sizeof live_pids / sizeof live_pids[0]; i++) {
+        if (live_pids[i] == old) {
+            live_pids[i] = new_pid;
+            return;
+        }
+    }
+}
+
+static int
+kill_leftovers(void **state)
+{
+    for (size_t i = 0; i < sizeof live_pids / sizeof live_pids[0]; i++) {
+        if (live_pids[i] > 0) {
+            kill(live_pids[i], SIGKILL);
+            waitpid(live_pids[i], NULL, 0);
+            live_pids[i] = 0;
+        }
+    }
+    return 0;
+}
+
+static void
+redis_kill(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    track_pid(pid, 0);
+}
+
+static pid_t
+redis_start(int port, const char *password)
+{
+    char portstr[16];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) {
+            dup2(devnull, 1);
+            dup2(devnull, 2);
+        }
+        if (password)
+            execl(REDIS_SERVER, "redis-server", "--port", portstr, "--bind", "127.0.0.1", "--save",
+                  "", "--appendonly", "no", "--daemonize", "no", "--requirepass", password,
+                  (char *)NULL);
+        else
+            execl(REDIS_SERVER, "redis-server", "--port", portstr, "--bind", "127.0.0.1", "--save",
+                  "", "--appendonly", "no", "--daemonize", "no", (char *)NULL);
+        _exit(127);
+    }
+    track_pid(0, pid);
+    uint64_t deadline = now_ms() + WAIT_MS;
+    while (!redis_answers(port)) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            track_pid(pid, 0);
+            fail_msg("redis-server exited before answering on port %d", port);
+        }
+        if (now_ms() > deadline) {
+            redis_kill(pid);
+            fail_msg("redis-server did not answer on port %d within %d ms", port, WAIT_MS);
+        }
+        nap_ms(20);
+    }
+    return pid;
+}
+
+static long long
+publish(int port, const char *password, const char *channel, const char *payload)
+{
+    redisContext *c = redisConnect("127.0.0.1", port);
+    assert_non_null(c);
+    assert_int_equal(c->err, 0);
+    redisReply *r;
+    if (password) {
+        r = redisCommand(c, "AUTH %s", password);
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_STATUS);
+        freeReplyObject(r);
+    }
+    r = redisCommand(c, "PUBLISH %s %s", channel, payload);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    long long n = r->integer;
+    freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+/* ---- what the hooks saw (written by the upstream thread) ---- */
+
+struct seen {
+    pthread_mutex_t mu;
+    struct jw_event *head, **tail;
+    int nevents;
+    int nstates[JW_LINK_STOPPED + 1];
+    int auth_refused, subscribe_refused, ping_timeouts, protocol_errors, subscribe_timeouts,
+        too_large;
+};
+
+static void
+on_event(void *ctx, struct jw_event *ev)
+{
+    struct seen *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    ev->next = NULL;
+    *s->tail = ev;
+    s->tail = &ev->next;
+    s->nevents++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void
+on_state(void *ctx, enum jw_link_state st, const char *reason)
+{
+    struct seen *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    s->nstates[st]++;
+    if (reason && strcmp(reason, "auth refused") == 0)
+        s->auth_refused++;
+    if (reason && strcmp(reason, "subscribe refused") == 0)
+        s->subscribe_refused++;
+    if (reason && strcmp(reason, "ping timeout") == 0)
+        s->ping_timeouts++;
+    if (reason && strcmp(reason, "protocol error") == 0)
+        s->protocol_errors++;
+    if (reason && strcmp(reason, "subscribe timeout") == 0)
+        s->subscribe_timeouts++;
+    if (reason && strcmp(reason, "reply too large") == 0)
+        s->too_large++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void
+seen_init(struct seen *s)
+{
+    memset(s, 0, sizeof *s);
+    pthread_mutex_init(&s->mu, NULL);
+    s->tail = &s->head;
+}
+
+static void
+seen_destroy(struct seen *s)
+{
+    while (s->head) {
+        struct jw_event *next = s->head->next;
+        jw_event_free(s->head);
+        s->head = next;
+    }
+    pthread_mutex_destroy(&s->mu);
+}
+
+static int
+seen_get(struct seen *s, const int *field)
+{
+    pthread_mutex_lock(&s->mu);
+    int v = *field;
+    pthread_mutex_unlock(&s->mu);
+    return v;
+}
+
+/* Polls until *field >= want; fails the test after WAIT_MS. */
+static void
+wait_count(struct seen *s, const int *field, int want, const char *what)
+{
+    uint64_t deadline = now_ms() + WAIT_MS;
+    while (seen_get(s, field) < want) {
+        if (now_ms() > deadline)
+            fail_msg("timed out waiting for %s (%d < %d)", what, seen_get(s, field), want);
+        nap_ms(5);
+    }
+}
+
+static void
+wait_state(struct jw_upstream *up, enum jw_link_state st, int equal)
+{
+    uint64_t deadline = now_ms() + WAIT_MS;
+    while ((jw_upstream_state(up) == st) != equal) {
+        if (now_ms() > deadline)
+            fail_msg("timed out waiting for state %s%s (now %s)", equal ? "" : "not ",
+                     jw_link_state_name(st), jw_link_state_name(jw_upstream_state(up)));
+        nap_ms(5);
+    }
+}
+
+/* Takes the n-th (0-based) event received. */
+static struct jw_event *
+seen_event(struct seen *s, int n)
+{
+    pthread_mutex_lock(&s->mu);
+    struct jw_event *ev = s->head;
+    while (ev && n-- > 0)
+        ev = ev->next;
+    pthread_mutex_unlock(&s->mu);
+    return ev;
+}
+
+static void
+set_str(char **field, const char *value)
+{
+    free(*field);
+    *field = jw_strdup(value);
+}
+
+static void
+test_config(struct jw_config *cfg, int port, const char *password)
+{
+    jw_config_defaults(cfg);
+    set_str(&cfg->redis_host, "127.0.0.1");
+    cfg->redis_port = port;
+    set_str(&cfg->redis_password, password ? password : "");
+    for (size_t i = 0; i < cfg->redis_npatterns; i++)
+        free(cfg->redis_patterns[i]);
+    cfg->redis_patterns[0] = jw_strdup("ai:job:*");
+    cfg->redis_patterns[1] = jw_strdup("other:*");
+    cfg->redis_npatterns = 2;
+    set_str(&cfg->channel_prefix, "ai:job:");
+    cfg->redis_connect_timeout_ms = 2000;
+    cfg->redis_read_timeout_ms = 2000;
+    cfg->redis_ping_interval_ms = 0;
+    cfg->reconnect_initial_ms = 20;
+    cfg->reconnect_max_ms = 200;
+    cfg->reconnect_multiplier = 2.0;
+    cfg->reconnect_reset_after_ms = 1000;
+}
+
+static void
+assert_event(struct jw_event *ev, enum jw_kind kind, const char *job, const char *user)
+{
+    assert_non_null(ev);
+    assert_int_equal(ev->kind, kind);
+    assert_string_equal(ev->job_id, job);
+    assert_non_null(ev->user_id);
+    assert_string_equal(ev->user_id, user);
+    assert_non_null(ev->frame);
+}
+
+/* ---- tests ---- */
+
+static void
+test_subscribe_receive_and_survive_restart(void **state)
+{
+    int port = free_port();
+    pid_t pid = redis_start(port, NULL);
+    struct jw_config cfg;
+    test_config(&cfg, port, NULL);
+    struct seen s;
+    seen_init(&s);
+    struct jw_upstream_hooks hooks = {.on_event = on_event, .on_state = on_state, .ctx = &s};
+    struct jw_upstream *up = jw_upstream_new(&cfg, &hooks);
+    assert_int_equal(jw_upstream_state(up), JW_LINK_IDLE);
+    int64_t reconnects0 = jw_metric_get(JW_M_UPSTREAM_RECONNECTS);
+    int64_t progress0 = jw_metric_get(JW_M_EVENTS_PROGRESS);
+    int64_t not_json0 = jw_metric_get(JW_M_EVENTS_INVALID_NOT_JSON);
+    assert_int_equal(jw_upstream_start(up), 0);
+
+    wait_state(up, JW_LINK_SUBSCRIBED, 1);
+    assert_int_equal(jw_metric_get(JW_M_UPSTREAM_UP), 1);
+    assert_int_equal(
+        publish(port, NULL, "ai:job:progress:job_1", "{\"userId\":\"u_42\",\"progress\":10}"), 1);
+    wait_count(&s, &s.nevents, 1, "first event");
+    assert_event(seen_event(&s, 0), JW_KIND_PROGRESS, "job_1", "u_42");
+    assert_int_equal(jw_metric_get(JW_M_EVENTS_PROGRESS), progress0 + 1);
+
+    /* An invalid payload is dropped and counted, and the link stays up. */
+    publish(port, NULL, "ai:job:status:job_2", "not json {");
+    uint64_t deadline = now_ms() + WAIT_MS;
+    while (jw_metric_get(JW_M_EVENTS_INVALID_NOT_JSON) == not_json0) {
+        if (now_ms() > deadline)
+            fail_msg("invalid payload was not counted");
+        nap_ms(5);
+    }
+    assert_int_equal(jw_upstream_state(up), JW_LINK_SUBSCRIBED);
+
+    /* Redis dies: the link must leave SUBSCRIBED ... */
+    redis_kill(pid);
+    wait_state(up, JW_LINK_SUBSCRIBED, 0);
+    assert_int_equal(jw_metric_get(JW_M_UPSTREAM_UP), 0);
+    wait_count(&s, &s.nstates[JW_LINK_BACKOFF], 1, "backoff");
+
+    /* ... and come back, resubscribed, once Redis is back on the same port. */
+    pid = redis_start(port, NULL);
+    wait_state(up, JW_LINK_SUBSCRIBED, 1);
+    assert_true(jw_metric_get(JW_M_UPSTREAM_RECONNECTS) > reconnects0);
+    assert_int_equal(publish(port, NULL, "ai:job:complete:job_9", "{\"userId\":7}"), 1);
+    wait_count(&s, &s.nevents, 2, "event after restart");
+    assert_event(seen_event(&s, 1), JW_KIND_COMPLETE, "job_9", "7");
+
+    jw_upstream_stop(up);
+    assert_int_equal(jw_upstream_state(up), JW_LINK_STOPPED);
+    assert_int_equal(jw_metric_get(JW_M_UPSTREAM_UP), 0);
+    jw_upstream_stop(up); /* twice is fine */
+    jw_upstream_free(up);
+    redis_kill(pid);
+    seen_destroy(&s);
+    jw_config_free(&cfg);
+}
+
+static void
+test_ping_finds_frozen_server(void **state)
+{
+    int port = free_port();
+    pid_t pid = redis_start(port, NULL);
+    struct jw_config cfg;
+    test_config(&cfg, port, NULL);
+    set_str(&cfg.redis_host, "localhost"); /* also takes the evdns path */
+    cfg.redis_ping_interval_ms = 500;
+    cfg.redis_read_timeout_ms = 1000;
+    struct seen s;
+    seen_init(&s);
+    struct jw_upstream_hooks hooks = {.on_event = on_event, .on_state = on_state, .ctx = &s};
+    struct jw_upstream *up = jw_upstream_new(&cfg, &hooks);
+    assert_int_equal(jw_upstream_start(up), 0);
+    wait_state(up, JW_LINK_SUBSCRIBED, 1);
+
+    /* The socket stays open but nothing answers: only the PING deadline can tell. */
+    kill(pid, SIGSTOP);
+    wait_count(&s, &s.ping_timeouts, 1, "ping timeout");
+    assert_true(jw_upstream_state(up) != JW_LINK_SUBSCRIBED);
+    kill(pid, SIGCONT);
+    wait_state(up, JW_LINK_SUBSCRIBED, 1);
+    assert_int_equal(publish(port, NULL, "ai:job:status:job_3", "{\"userId\":\"u\"}"), 1);
+    wait_count(&s, &s.nevents, 1, "event after thaw");
+    assert_event(seen_event(&s, 0), JW_KIND_STATUS, "job_3", "u");
+
+    jw_upstream_free(up);
+    redis_kill(pid);
+    seen_destroy(&s);
+    jw_config_free(&cfg);
+}
+
+/* Runs an upstream with `password` against a server that wants another one, capturing stderr
+ * into `log` (NUL-terminated). Returns after `*counter` reached 2 (it retried). */
+static void
+run_refused(int port, const char *password, int which, char *log, size_t logsize)
+{
+    char path[] = "/tmp/jw_test_upstream_XXXXXX";
+    int logfd = mkstemp(path);
+    assert_true(logfd >= 0);
+    unlink(path);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(logfd, 2);
+
+    struct jw_config cfg;
+    test_config(&cfg, port, password);
+    struct seen s;
+    seen_init(&s);
+    struct jw_upstream_hooks hooks = {.on_event = on_event, .on_state = on_state, .ctx = &s};
+    struct jw_upstream *up = jw_upstream_new(&cfg, &hooks);
+    assert_int_equal(jw_upstream_start(up), 0);
+    wait_count(&s, which ? &s.subscribe_refused : &s.auth_refused, 2, "refusals");
+    jw_upstream_free(up);
+    assert_int_equal(s.nstates[JW_LINK_SUBSCRIBED], 0);
+
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    ssize_t n = pread(logfd, log, logsize - 1, 0);
+    close(logfd);
+    log[n > 0 ? n : 0] = '\0';
+    seen_destroy(&s);
+    jw_config_free(&cfg);
+}
+
+static void
+test_auth(void **state)
+{
+    const char *secret = "s3cret-Pa55";
+    const char *wrong = "wrong-Pa55-zz";
+    int port = free_port();
+    pid_t pid = redis_start(port, secret);
+    static char log[65536];
+
+    run_refused(port, wrong, 0, log, sizeof log);
+    assert_non_null(strstr(log, "auth refused"));
+    assert_non_null(strstr(log, "WRONGPASS"));
+    assert_null(strstr(log, wrong));
+
+    /* No password at all: PSUBSCRIBE itself is refused with NOAUTH. */
+    run_refused(port, NULL, 1, log, sizeof log);
+    assert_non_null(strstr(log, "NOAUTH"));
+
+    struct jw_config cfg;
+    test_config(&cfg, port, secret);
+    struct seen s;
+    seen_init(&s);
+    struct jw_upstream_hooks hooks = {.on_event = on_event, .on_state = on_state, .ctx = &s};
+    struct jw_upstream *up = jw_upstream_new(&cfg, &hooks);
+    assert_int_equal(jw_upstream_start(up), 0);
+    wait_state(up, JW_LINK_SUBSCRIBED, 1);
+    assert_int_equal(publish(port, secret, "ai:job:error:job_5", "{\"userId\":\"u_5\"}"), 1);
+    wait_count(&s, &s.nevents, 1, "event with auth");
+    assert_event(seen_event(&s, 0), JW_KIND_ERROR, "job_5", "u_5");
+    jw_upstream_free(up);
+    redis_kill(pid);
+    seen_destroy(&s);
+    jw_config_free(&cfg);
+}
+
+static void
+test_oversized_messages(void **state)
+{
+    int port = free_port();
+    pid_t pid = redis_start(port, NULL);
+    struct jw_config cfg;
+    test_config(&cfg, port, NULL);
+    cfg.max_payload_bytes = 1024;
+    struct seen s;
+    seen_init(&s);
+    struct jw_upstream_hooks hooks = {.on_event = on_event, .on_state = on_state, .ctx = &s};
+    struct jw_upstream *up = jw_upstream_new(&cfg, &hooks);
+    assert_int_equal(jw_upstream_start(up), 0);
+    wait_state(up, JW_LINK_SUBSCRIBED, 1);
+    int64_t too_large0 = jw_metric_get(JW_M_EVENTS_INVALID_TOO_LARGE);
+
+    /* Over max_payload_bytes but within the reader's slack: parsed, dropped, link kept. */
+    size_t big = 4096;
+    char *payload = jw_malloc(300 * 1024 + 1);
+    memset(payload, ' ', 300 * 1024);
+    memcpy(payload, "{\"userId\":\"u\",\"pad\":\"", 21);
+    strcpy(payload + big - 2, "\"}");
+    publish(port, NULL, "ai:job:status:job_big", payload);
+    uint64_t deadline = now_ms() + WAIT_MS;
+    while (jw_metric_get(JW_M_EVENTS_INVALID_TOO_LARGE) == too_large0) {
+        if (now_ms() > deadline)
+            fail_msg("too large payload was not counted");
+        nap_ms(5);
+    }
+    assert_int_equal(seen_get(&s, &s.too_large), 0);
+    assert_int_equal(jw_upstream_state(up), JW_LINK_SUBSCRIBED);
+
+    /* Far beyond: the reader may not buffer it; the link is dropped and re-established. */
+    memset(payload + big - 2, ' ', 3);
+    strcpy(payload + 300 * 1024 - 2, "\"}");
+    publish(port, NULL, "ai:job:status:job_huge", payload);
+    wait_count(&s, &s.too_large, 1, "reply too large");
+    wait_state(up, JW_LINK_SUBSCRIBED, 1);
+    assert_int_equal(publish(port, NULL, "ai:job:status:job_ok", "{\"userId\":\"u\"}"), 1);
+    wait_count(&s, &s.nevents, 1, "event after oversize");
+    assert_event(seen_event(&s, 0), JW_KIND_STATUS, "job_ok", "u");
+
+    free(payload);
+    jw_upstream_free(up);
+    redis_kill(pid);
+    seen_destroy(&s);
+    jw_config_free(&cfg);
+}
+
+/* A scripted fake Redis: connection 1 answers with garbage, connection 2 never answers,
+ * connection 3 confirms both patterns and sends one pmessage. */
+struct fake {
+    int lfd;
+    int done;
+};
+
+static void
+fake_wait_close(int fd)
+{
+    char buf[4096];
+    while (read(fd, buf, sizeof buf) > 0)
+        ; /* until the client closes (or the 10 s receive timeout) */
+}
+
+static void *
+fake_main(void *arg)
+{
+    struct fake *f = arg;
+    static const char confirm[] = "*3\r\n$10\r\npsubscribe\r\n$8\r\nai:job:*\r\n:1\r\n"
+                                  "*3\r\n$10\r\npsubscribe\r\n$7\r\nother:*\r\n:2\r\n";
+    static const char pmsg[] = "*4\r\n$8\r\npmessage\r\n$8\r\nai:job:*\r\n$18\r\nai:job:status:j_42"
+                               "\r\n$15\r\n{\"userId\":\"u1\"}\r\n";
+    for (int i = 0; i < 3; i++) {
+        int fd = accept(f->lfd, NULL, NULL);
+        if (fd < 0)
+            break;
+        struct timeval tv = {.tv_sec = 10};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        char buf[4096];
+        if (read(fd, buf, sizeof buf) <= 0) { /* the PSUBSCRIBE */
+            close(fd);
+            continue;
+        }
+        if (i == 0) {
+            ssize_t n = write(fd, "!garbage\r\n", 10);
+            (void)n;
+        } else if (i == 2) {
+            ssize_t n = write(fd, confirm, sizeof confirm - 1);
+            n = write(fd, pmsg, sizeof pmsg - 1);
+            (void)n;
+        }
+        fake_wait_close(fd);
+        close(fd);
+    }
+    f->done = 1;
+    return NULL;
+}
+
+static void
+test_protocol_error_and_timeout(void **state)
+{
+    struct fake f = {0};
+    f.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(f.lfd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(f.lfd, (struct sockaddr *)&a, &len), 0);
+    assert_int_equal(listen(f.lfd, 8), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, fake_main, &f), 0);
+
+    struct jw_config cfg;
+    test_config(&cfg, ntohs(a.sin_port), NULL);
+    cfg.redis_read_timeout_ms = 300;
+    struct seen s;
+    seen_init(&s);
+    struct jw_upstream_hooks hooks = {.on_event = on_event, .on_state = on_state, .ctx = &s};
+    struct jw_upstream *up = jw_upstream_new(&cfg, &hooks);
+    assert_int_equal(jw_upstream_start(up), 0);
+    wait_count(&s, &s.protocol_errors, 1, "protocol error");
+    wait_count(&s, &s.subscribe_timeouts, 1, "subscribe timeout");
+    wait_state(up, JW_LINK_SUBSCRIBED, 1);
+    wait_count(&s, &s.nevents, 1, "event from the fake server");
+    assert_event(seen_event(&s, 0), JW_KIND_STATUS, "j_42", "u1");
+    jw_upstream_free(up);
+
+    pthread_join(th, NULL);
+    close(f.lfd);
+    seen_destroy(&s);
+    jw_config_free(&cfg);
+}
+
+/* jw_upstream_stop from this thread must end the loop at once whatever it waits for. */
+static void
+stop_promptly(int port, int initial_ms, enum jw_link_state wait_for)
+{
+    struct jw_config cfg;
+    test_config(&cfg, port, NULL);
+    cfg.reconnect_initial_ms = initial_ms;
+    cfg.reconnect_max_ms = initial_ms;
+    cfg.redis_read_timeout_ms = 60000;
+    struct seen s;
+    seen_init(&s);
+    struct jw_upstream_hooks hooks = {.on_event = on_event, .on_state = on_state, .ctx = &s};
+    struct jw_upstream *up = jw_upstream_new(&cfg, &hooks);
+    assert_int_equal(jw_upstream_start(up), 0);
+    wait_state(up, wait_for, 1);
+    uint64_t t0 = now_ms();
+    jw_upstream_stop(up);
+    assert_true(now_ms() - t0 < 2000);
+    assert_int_equal(jw_upstream_state(up), JW_LINK_STOPPED);
+    assert_int_equal(seen_get(&s, &s.nstates[JW_LINK_STOPPED]), 1);
+    jw_upstream_free(up);
+    seen_destroy(&s);
+    jw_config_free(&cfg);
+}
+
+static void
+test_stop_while_waiting(void **state)
+{
+    /* Nothing listens: connect is refused, then a long backoff. */
+    stop_promptly(free_port(), 600000, JW_LINK_BACKOFF);
+
+    /* Listening but never accepting: the kernel completes the connect, PSUBSCRIBE is never
+     * answered. */
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+    assert_int_equal(listen(lfd, 8), 0);
+    stop_promptly(ntohs(a.sin_port), 600000, JW_LINK_SUBSCRIBING);
+    close(lfd);
+
+    /* Never started: stop and free still work. */
+    struct jw_config cfg;
+    test_config(&cfg, 1, NULL);
+    struct jw_upstream *up = jw_upstream_new(&cfg, NULL);
+    jw_upstream_stop(up);
+    assert_int_equal(jw_upstream_state(up), JW_LINK_STOPPED);
+    jw_upstream_free(up);
+    jw_config_free(&cfg);
+}
+
+int
+main(void)
+{
+    signal(SIGPIPE, SIG_IGN); /* as main.c does: a reset socket must not kill the process */
+    if (access(REDIS_SERVER, X_OK) != 0) {
+        printf("skipping: %s not found\n", REDIS_SERVER);
+        return 0;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_subscribe_receive_and_survive_restart),
+        cmocka_unit_test(test_ping_finds_frozen_server),
+        cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_oversized_messages),
+        cmocka_unit_test(test_protocol_error_and_timeout),
+        cmocka_unit_test(test_stop_while_waiting),
+    };
+    return cmocka_run_group_tests(tests, NULL, kill_leftovers);
+}
