@@ -409,6 +409,7 @@ main(int argc, char **argv)
             fprintf(stderr, "jw-load: redis connect failed: %s\n", rc ? rc->errstr : "oom");
             return 1;
         }
+        redisSetTimeout(rc, (struct timeval){.tv_sec = 5}); /* a stuck Redis ends the run */
         warm = (uint64_t)(O.rate * O.warmup);
         total = warm + (uint64_t)(O.rate * O.duration);
         for (uint32_t p = 0; p < O.procs; p++)

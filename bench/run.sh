@@ -30,6 +30,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/jwbench.XXXXXX")
 PIDS=()
 FAILED=0
 
+# shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
     local p
     for p in "${PIDS[@]}"; do
@@ -91,14 +92,21 @@ EOF
     echo "run.sh: jobwire never became ready" >&2
 }
 
+# Stops one process we started and forgets its PID, so the exit trap never signals a PID
+# that the system may have handed to someone else meanwhile.
 stop_pid() {
+    local p keep=()
     kill "$1" 2>/dev/null
     wait "$1" 2>/dev/null
+    for p in "${PIDS[@]}"; do
+        [ "$p" = "$1" ] || keep+=("$p")
+    done
+    PIDS=("${keep[@]}")
 }
 
 # Extracts figures from a jw-load output file into one table row.
 row() { # name, clients, mode, rate, outfile, rc
-    local f=$5 conn pub del exp dps lat cpu rss
+    local f=$5 conn pub del dps lat cpu rss
     conn=$(sed -n 's/^clients connected+subscribed: \([0-9]*\) of .*failures: \([0-9]*\)).*/\1 (\2 failed)/p' "$f")
     pub=$(sed -n 's/^events published: \([0-9]*\) .*/\1/p' "$f")
     del=$(sed -n 's/^deliveries received: \([0-9]*\) of \([0-9]*\) expected (missing \(-*[0-9]*\);.*/\1 \/ \2 (missing \3)/p' "$f")

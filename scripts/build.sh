@@ -3,17 +3,19 @@
 #   scripts/build.sh              build/       RelWithDebInfo
 #   scripts/build.sh --asan       build/ and build-asan/ (Debug, ASan+UBSan)
 #   scripts/build.sh --asan-only  build-asan/ only
+#   --target NAME                 build one target only (e.g. jobwire)
 # Extra arguments after "--" go to every cmake configure step (e.g. -- -DJW_WERROR=ON).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-normal=1 asan=0 extra=()
+normal=1 asan=0 extra=() target=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --asan) asan=1 ;;
     --asan-only) asan=1 normal=0 ;;
+    --target) target=(--target "${2:?--target needs a name}"); shift ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -26,7 +28,7 @@ build_tree() { # dir, cmake args...
     echo "== configure $dir"
     cmake -S . -B "$dir" "$@" "${extra[@]}"
     echo "== build $dir"
-    cmake --build "$dir" -j"$jobs"
+    cmake --build "$dir" -j"$jobs" "${target[@]}"
 }
 
 if [[ $normal -eq 1 ]]; then

@@ -18,7 +18,7 @@ done
 PORT=${PORT:-8080}
 
 bash scripts/install-deps.sh
-bash scripts/build.sh
+bash scripts/build.sh --target jobwire
 
 tmp=$(mktemp -d -t jobwire-demo.XXXXXX)
 pids=()
@@ -54,7 +54,8 @@ rcli() {
     if [[ -n "${REDIS_URL:-}" ]]; then
         redis-cli --no-auth-warning -u "$REDIS_URL" "$@"
     else
-        REDISCLI_AUTH="${REDIS_PASSWORD:-}" redis-cli -h "$REDIS_HOST" -p "${REDIS_PORT:-6379}" "$@"
+        env ${REDIS_PASSWORD:+REDISCLI_AUTH="$REDIS_PASSWORD"} \
+            redis-cli -h "$REDIS_HOST" -p "${REDIS_PORT:-6379}" "$@"
     fi
 }
 wait_until 10 rcli ping

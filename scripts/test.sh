@@ -58,9 +58,13 @@ mkdir -p "$results"
 banner "clang-format"
 mapfile -t sources < <(find src include tests/unit -type f \( -name '*.c' -o -name '*.h' \) \
     2>/dev/null | sort; ls bench/*.c 2>/dev/null)
-if [[ ${#sources[@]} -eq 0 ]] || clang-format --dry-run --Werror "${sources[@]}"; then
+if [[ ${#sources[@]} -eq 0 ]] ||
+    clang-format --dry-run --Werror "${sources[@]}" >"$results/clang-format.log" 2>&1; then
     ok clang-format
 else
+    echo "files not formatted (fix with: clang-format -i FILE):"
+    grep -oE '^[^: ]+\.[ch]:' "$results/clang-format.log" | sort | uniq -c
+    head -n 40 "$results/clang-format.log"
     bad clang-format
 fi
 
@@ -88,6 +92,22 @@ for t in "${units[@]}"; do
     fi
 done
 [[ ${#units[@]} -gt 0 ]] || echo "(no unit test executables)"
+
+# Runs a script whose last line is "N passed, N failed" and adds its counts.
+run_counted() { # name, command...
+    local name=$1 log="$results/$1.log" last p f
+    shift
+    "$@" 2>&1 | tee "$log"
+    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+    if [[ -z "$last" ]]; then bad "$name (no summary line)"; return; fi
+    read -r p _ f _ <<<"${last//,/}"
+    ok "$name" "$p"
+    if [[ $f -gt 0 ]]; then bad "$name ($f checks)" "$f"; fi
+    if [[ $p -eq 0 && $f -eq 0 ]]; then bad "$name (ran no test)"; fi
+}
+
+banner "helm chart (lint, template, rendered objects)"
+run_counted helm bash tests/helm/test_chart.sh
 
 for tree in build build-asan; do
     banner "integration tests ($tree/jobwire)"

@@ -26,12 +26,14 @@
 
 #include "jobwire/alloc.h"
 
-enum opt_type { T_STRING, T_INT, T_SIZE, T_DOUBLE, T_BOOL, T_LEVEL, T_LIST };
+enum opt_type { T_STRING, T_INT, T_SIZE, T_DOUBLE, T_BOOL, T_LEVEL, T_LIST, T_LOGFMT };
 
 #define O_SECRET 1u   /* never echoed in errors, masked as ******** in dumps */
 #define O_ZERO_OFF 2u /* 0 is accepted outside min..max and means "off" */
 #define O_ADDRESS 4u  /* an IPv4/IPv6 literal or "localhost": jobwire binds exactly this */
 #define O_URL 8u      /* may embed a password: never echoed, password masked in dumps */
+
+#define O_EMPTY_OK 16u /* T_LIST: "" is accepted and means no items */
 
 struct opt {
     const char *name;
@@ -66,6 +68,52 @@ static const struct opt opts[] = {
         "Job subscriptions one connection may hold."),
     OPT(T_BOOL, dev_auth, "no", 0, 0, NULL, 0,
         "Development only: trust ?user=&admin= on connect. Never enable in production."),
+    OPT(T_STRING, jwt_secret, "", 0, 0, "JWT_SECRET", O_SECRET,
+        "HS256 shared secret (at least 32 bytes); \"\" disables HS256. Secret: never logged, "
+        "masked in dumps."),
+    OPT(T_STRING, jwt_secret_file, "", 0, 0, NULL, 0,
+        "File holding the HS256 secret, read at start (one trailing newline stripped); "
+        "exclusive with jwt_secret."),
+    {"jwt_public_keys", T_LIST, F(jwt_public_keys), F(jwt_npublic_keys), "", 0, 0, NULL, O_EMPTY_OK,
+     "Comma-separated PEM public key files, each `kid=path` or `path`; an RSA key (>= 2048 "
+     "bits) verifies RS256, an EC P-256 key ES256. Several keys allow rotation by `kid`."},
+    OPT(T_STRING, jwt_issuer, "", 0, 0, NULL, 0,
+        "Required `iss` claim of tokens; \"\" does not check the issuer."),
+    OPT(T_STRING, jwt_audience, "", 0, 0, NULL, 0,
+        "Value required in the `aud` claim (string or array); \"\" does not check it."),
+    OPT(T_INT, jwt_leeway_seconds, "30", 0, 600, NULL, 0,
+        "Clock skew allowed when checking `exp` and `nbf`, in seconds."),
+    OPT(T_STRING, jwt_user_claim, "sub", 0, 0, NULL, 0, "Claim that holds the user id."),
+    OPT(T_STRING, jwt_role_claim, "roles", 0, 0, NULL, 0,
+        "Claim (string or array of strings) that may hold jwt_admin_role; \"\" grants no admin."),
+    OPT(T_STRING, jwt_admin_role, "admin", 0, 0, NULL, 0,
+        "Role in jwt_role_claim that makes a connection an admin (sees every job)."),
+    OPT(T_BOOL, auth_allow_query_token, "no", 0, 0, NULL, 0,
+        "Accept the token as ?token= on the upgrade request (tokens then reach access logs)."),
+    OPT(T_INT, auth_timeout_ms, "10000", 100, 600000, NULL, 0,
+        "Time a new connection has to authenticate before it is closed."),
+    OPT(T_STRING, revocation_key_template, "token:blacklist:{jti}", 0, 0, NULL, 0,
+        "Redis key whose existence revokes a token; {jti} is replaced by the token's jti."),
+    OPT(T_STRING, revocation_fail, "closed", 0, 0, NULL, 0,
+        "When Redis cannot answer a revocation check: closed refuses the token, open accepts it."),
+    OPT(T_STRING, job_owner_key_template, "ai:job:{jobId}", 0, 0, NULL, 0,
+        "Redis hash that names a job's owner; {jobId} is replaced by the job id."),
+    OPT(T_STRING, job_owner_field, "userId", 0, 0, NULL, 0,
+        "Field of that hash holding the owner's user id."),
+    {"allowed_origins", T_LIST, F(allowed_origins), F(allowed_norigins), "", 0, 0, NULL, O_EMPTY_OK,
+     "Comma-separated Origin values allowed for browser connections, e.g. "
+     "https://app.example.com; \"\" allows any origin."},
+    {"trusted_proxies", T_LIST, F(trusted_proxies), F(trusted_nproxies), "", 0, 0, NULL, O_EMPTY_OK,
+     "Comma-separated IPv4/IPv6 addresses or CIDRs whose X-Forwarded-For is believed; \"\" "
+     "trusts none."},
+    OPT(T_INT, max_connections_per_ip, "100", 1, 10000000, NULL, O_ZERO_OFF,
+        "Connections one client address may hold; 0 = unlimited."),
+    OPT(T_INT, max_connections_per_user, "20", 1, 10000000, NULL, O_ZERO_OFF,
+        "Connections one user id may hold; 0 = unlimited."),
+    OPT(T_INT, client_max_messages_per_second, "20", 1, 10000, NULL, 0,
+        "Sustained rate of messages one connection may send."),
+    OPT(T_INT, client_message_burst, "40", 1, 100000, NULL, 0,
+        "Messages one connection may send in a burst above that rate."),
     OPT(T_STRING, redis_url, "", 0, 0, "REDIS_URL", O_URL,
         "redis://[[username]:password@]host[:port][/db]; when set, its parts override "
         "redis_host, redis_port, redis_username and redis_password. rediss:// is not supported "
@@ -100,11 +148,14 @@ static const struct opt opts[] = {
     OPT(T_SIZE, inbox_max_events, "65536", 16, 10000000, NULL, 0,
         "Events buffered between the Redis thread and the WebSocket thread."),
     OPT(T_LEVEL, log_level, "info", 0, 0, NULL, 0, "Least severe level logged."),
+    OPT(T_LOGFMT, log_format, "text", 0, 0, NULL, 0,
+        "Log line format: text for a terminal, json (one object per line) for log collectors."),
 };
 
 #define NOPTS (sizeof opts / sizeof opts[0])
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+static const char *const logfmt_names[] = {"text", "json"};
 
 __attribute__((format(printf, 3, 4))) static int
 fail(char *err, size_t errlen, const char *fmt, ...)
@@ -163,8 +214,12 @@ describe(const struct opt *o, char *buf, size_t len)
     case T_LEVEL:
         snprintf(buf, len, "debug|info|warn|error");
         break;
+    case T_LOGFMT:
+        snprintf(buf, len, "text|json");
+        break;
     case T_LIST:
-        snprintf(buf, len, "comma-separated, 1..%d non-empty items", JW_CONFIG_MAX_PATTERNS);
+        snprintf(buf, len, "comma-separated, %d..%d non-empty items",
+                 (o->flags & O_EMPTY_OK) ? 0 : 1, JW_CONFIG_MAX_PATTERNS);
         break;
     case T_STRING:
         snprintf(buf, len, "%s",
@@ -243,6 +298,10 @@ parse_list(const struct opt *o, const char *s, char **items, size_t *count, char
     size_t n = 0;
     const char *p = s;
 
+    if ((o->flags & O_EMPTY_OK) && s[strspn(s, " \t")] == '\0') {
+        *count = 0;
+        return 0;
+    }
     for (;;) {
         const char *comma = strchr(p, ',');
         const char *b = p, *e = comma ? comma : p + strlen(p);
@@ -333,6 +392,14 @@ set_opt(struct jw_config *c, const struct opt *o, const char *v, char *err, size
         for (size_t i = 0; i < 4; i++) {
             if (strcasecmp(v, level_names[i]) == 0) {
                 *(enum jw_log_level *)p = (enum jw_log_level)i;
+                return 0;
+            }
+        }
+        return fail(err, errlen, "%s: invalid value '%.200s': expected %s", o->name, shown, range);
+    case T_LOGFMT:
+        for (size_t i = 0; i < 2; i++) {
+            if (strcasecmp(v, logfmt_names[i]) == 0) {
+                *(enum jw_log_format *)p = (enum jw_log_format)i;
                 return 0;
             }
         }
@@ -620,6 +687,105 @@ replace(char **dst, char *src)
     *dst = src;
 }
 
+/* An IPv4/IPv6 address, optionally with a /prefix no longer than the address. */
+static bool
+valid_cidr(const char *s)
+{
+    unsigned char buf[16];
+    char addr[64];
+    const char *slash = strchr(s, '/');
+    size_t alen = slash ? (size_t)(slash - s) : strlen(s);
+    int family, bits;
+
+    if (alen == 0 || alen >= sizeof addr)
+        return false;
+    memcpy(addr, s, alen);
+    addr[alen] = '\0';
+    if (inet_pton(AF_INET, addr, buf) == 1)
+        family = 32;
+    else if (inet_pton(AF_INET6, addr, buf) == 1)
+        family = 128;
+    else
+        return false;
+    if (slash == NULL)
+        return true;
+    if (slash[1] == '\0' || strspn(slash + 1, "0123456789") != strlen(slash + 1) ||
+        strlen(slash + 1) > 3)
+        return false;
+    bits = atoi(slash + 1);
+    return bits <= family;
+}
+
+/* jwt_secret_file into jwt_secret: at most 4 KiB, no NUL, trailing CR/LF stripped. */
+static int
+load_secret_file(struct jw_config *c, char *err, size_t errlen)
+{
+    char buf[4097];
+    size_t n;
+    FILE *f;
+
+    if (c->jwt_secret != NULL && c->jwt_secret[0] != '\0')
+        return fail(err, errlen, "jwt_secret and jwt_secret_file are both set; use one");
+    f = fopen(c->jwt_secret_file, "rb");
+    if (f == NULL)
+        return fail(err, errlen, "jwt_secret_file: %.200s: %s", c->jwt_secret_file,
+                    strerror(errno));
+    n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    if (n == sizeof buf)
+        return fail(err, errlen, "jwt_secret_file: %.200s: larger than 4096 bytes",
+                    c->jwt_secret_file);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    if (memchr(buf, '\0', n) != NULL)
+        return fail(err, errlen, "jwt_secret_file: %.200s: contains a NUL byte",
+                    c->jwt_secret_file);
+    replace(&c->jwt_secret, jw_strndup(buf, n));
+    explicit_bzero(buf, sizeof buf);
+    c->jwt_secret_from_file = true;
+    return 0;
+}
+
+/* Checks of the authentication and limit settings (security issue #3). */
+static int
+finish_auth(struct jw_config *c, char *err, size_t errlen)
+{
+    if (c->jwt_secret_file != NULL && c->jwt_secret_file[0] != '\0' && !c->jwt_secret_from_file &&
+        load_secret_file(c, err, errlen) != 0)
+        return -1;
+    if (c->jwt_secret != NULL && c->jwt_secret[0] != '\0' && strlen(c->jwt_secret) < 32)
+        return fail(err, errlen,
+                    "jwt_secret: too short (%zu bytes); an HS256 secret needs at least 32 "
+                    "random bytes, e.g. `openssl rand -base64 48`",
+                    strlen(c->jwt_secret));
+    if (c->jwt_user_claim == NULL || c->jwt_user_claim[0] == '\0')
+        return fail(err, errlen, "jwt_user_claim: must not be empty");
+    if (c->jwt_role_claim != NULL && c->jwt_role_claim[0] != '\0' &&
+        (c->jwt_admin_role == NULL || c->jwt_admin_role[0] == '\0'))
+        return fail(err, errlen, "jwt_admin_role: must not be empty when jwt_role_claim is set");
+    if (strcmp(c->revocation_fail, "closed") != 0 && strcmp(c->revocation_fail, "open") != 0)
+        return fail(err, errlen, "revocation_fail: invalid value '%.50s': expected closed|open",
+                    c->revocation_fail);
+    c->revocation_fail_open = strcmp(c->revocation_fail, "open") == 0;
+    if (strstr(c->revocation_key_template, "{jti}") == NULL)
+        return fail(err, errlen, "revocation_key_template: must contain {jti}");
+    if (strstr(c->job_owner_key_template, "{jobId}") == NULL)
+        return fail(err, errlen, "job_owner_key_template: must contain {jobId}");
+    if (c->job_owner_field[0] == '\0')
+        return fail(err, errlen, "job_owner_field: must not be empty");
+    for (size_t i = 0; i < c->trusted_nproxies; i++)
+        if (!valid_cidr(c->trusted_proxies[i]))
+            return fail(err, errlen,
+                        "trusted_proxies: '%.100s' is not an IPv4/IPv6 address or CIDR",
+                        c->trusted_proxies[i]);
+    for (size_t i = 0; i < c->allowed_norigins; i++)
+        if (strstr(c->allowed_origins[i], "://") == NULL)
+            return fail(err, errlen,
+                        "allowed_origins: '%.100s' is not an origin (scheme://host[:port])",
+                        c->allowed_origins[i]);
+    return 0;
+}
+
 int
 jw_config_finish(struct jw_config *c, char *err, size_t errlen)
 {
@@ -645,6 +811,8 @@ jw_config_finish(struct jw_config *c, char *err, size_t errlen)
                     c->reconnect_max_ms, c->reconnect_initial_ms);
     if (c->redis_npatterns == 0)
         return fail(err, errlen, "redis_patterns: at least one pattern is required");
+    if (finish_auth(c, err, errlen) != 0)
+        return -1;
     return 0;
 }
 
@@ -710,6 +878,9 @@ jw_config_dump(const struct jw_config *c, FILE *out)
             fprintf(out, "%g", *(const double *)p);
         } else if (o->type == T_BOOL) {
             fputs(*(const bool *)p ? "yes" : "no", out);
+        } else if (o->type == T_LOGFMT) {
+            unsigned f = (unsigned)*(const enum jw_log_format *)p;
+            fputs(f < 2 ? logfmt_names[f] : "?", out);
         } else {
             unsigned l = (unsigned)*(const enum jw_log_level *)p;
             fputs(l < 4 ? level_names[l] : "?", out);

@@ -14,15 +14,17 @@
 #include "jobwire/buf.h"
 
 static const char *const kind_names[JW_KIND__COUNT] = {
-    [JW_KIND_STATUS] = "status",     [JW_KIND_PROGRESS] = "progress",
-    [JW_KIND_COMPLETE] = "complete", [JW_KIND_ERROR] = "error",
-    [JW_KIND_OTHER] = "other",
+    [JW_KIND_STATUS] = "status", [JW_KIND_PROGRESS] = "progress", [JW_KIND_COMPLETE] = "complete",
+    [JW_KIND_ERROR] = "error",   [JW_KIND_OTHER] = "other",
 };
 
 static const char *const verdict_names[JW_EVENT__VERDICT_COUNT] = {
-    [JW_EVENT_OK] = "ok",           [JW_EVENT_NOT_MATCHED] = "not_matched",
-    [JW_EVENT_NOT_JSON] = "not_json", [JW_EVENT_TOO_LARGE] = "too_large",
-    [JW_EVENT_NO_JOB_ID] = "no_job_id", [JW_EVENT_BAD_ID] = "bad_id",
+    [JW_EVENT_OK] = "ok",
+    [JW_EVENT_NOT_MATCHED] = "not_matched",
+    [JW_EVENT_NOT_JSON] = "not_json",
+    [JW_EVENT_TOO_LARGE] = "too_large",
+    [JW_EVENT_NO_JOB_ID] = "no_job_id",
+    [JW_EVENT_BAD_ID] = "bad_id",
 };
 
 const char *
@@ -103,6 +105,7 @@ build_frame(const struct jw_event *ev, const char *kind, size_t kind_len, const 
     jw_buf_append(&b, payload, payload_len);
     jw_buf_append_str(&b, ",\"seq\":");
     struct jw_frame *f = jw_frame_new(b.data, b.len, 1);
+    f->origin_ns = jw_monotonic_ns();
     jw_buf_free(&b);
     return f;
 }
@@ -146,6 +149,7 @@ jw_event_parse(const struct jw_event_rules *rules, const char *channel, size_t c
     }
 
     struct jw_event *ev = jw_calloc(1, sizeof(*ev));
+    ev->msg.type = JW_MSG_EVENT;
     ev->kind = jw_kind_from_name(kind, kind_len);
     ev->job_id = job_id;
     ev->user_id = user_id;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "jobwire/alloc.h"
 
@@ -20,6 +21,7 @@ frame_alloc(size_t len, int stamped)
     f->refs = 1;
     f->stamped = stamped ? 1 : 0;
     f->len = len;
+    f->origin_ns = 0;
     return f;
 }
 
@@ -46,4 +48,12 @@ jw_frame_unref(struct jw_frame *f)
 {
     if (f && --f->refs == 0)
         free(f);
+}
+
+uint64_t
+jw_monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }

@@ -56,25 +56,49 @@ gateway_of(struct lws *wsi)
 }
 
 static void
+route_event(struct jw_gateway *gw, struct jw_event *ev)
+{
+    struct jw_route_stats stats;
+    jw_hub_route(gw->env.hub, ev, jw_session_deliver, NULL, &stats);
+    if (stats.denied)
+        jw_metric_add(JW_M_DELIVERIES_DENIED, (int64_t)stats.denied);
+    jw_event_free(ev);
+}
+
+static void
+dispose_msg(struct jw_msg *msg)
+{
+    switch (msg->type) {
+    case JW_MSG_EVENT:
+        jw_event_free(jw_event_of(msg));
+        break;
+    case JW_MSG_REDIS_REPLY:
+        break;
+    }
+}
+
+static void
 drain_inbox(struct jw_gateway *gw)
 {
-    struct jw_event *ev = jw_inbox_take_all(gw->inbox);
-    while (ev) {
-        struct jw_event *next = ev->next;
-        struct jw_route_stats stats;
-        jw_hub_route(gw->env.hub, ev, jw_session_deliver, NULL, &stats);
-        if (stats.denied)
-            jw_metric_add(JW_M_DELIVERIES_DENIED, (int64_t)stats.denied);
-        jw_event_free(ev);
-        ev = next;
+    struct jw_msg *msg = jw_inbox_take_all(gw->inbox);
+    while (msg) {
+        struct jw_msg *next = msg->next;
+        switch (msg->type) {
+        case JW_MSG_EVENT:
+            route_event(gw, jw_event_of(msg));
+            break;
+        case JW_MSG_REDIS_REPLY:
+            dispose_msg(msg);
+            break;
+        }
+        msg = next;
     }
 }
 
 static int
 is_ready(const struct jw_gateway *gw)
 {
-    return atomic_load(&gw->link_state) == JW_LINK_SUBSCRIBED &&
-           !atomic_load(&gw->stop_requested);
+    return atomic_load(&gw->link_state) == JW_LINK_SUBSCRIBED && !atomic_load(&gw->stop_requested);
 }
 
 /* Builds the answer of a callback mount; returns the HTTP status. */
@@ -261,23 +285,25 @@ jw_gateway_new(const struct jw_config *cfg)
     }
     setup_mounts(gw);
 
-    gw->protocols[PROTO_HTTP] = (struct lws_protocols){
-        .name = "http", .callback = on_lws_event, .per_session_data_size = sizeof(struct http_reply)};
-    gw->protocols[PROTO_WS] = (struct lws_protocols){
-        .name = "jobwire.v1",
-        .callback = on_lws_event,
-        .per_session_data_size = sizeof(struct jw_session),
-        .rx_buffer_size = cfg->client_max_message_bytes};
+    gw->protocols[PROTO_HTTP] =
+        (struct lws_protocols){.name = "http",
+                               .callback = on_lws_event,
+                               .per_session_data_size = sizeof(struct http_reply)};
+    gw->protocols[PROTO_WS] =
+        (struct lws_protocols){.name = "jobwire.v1",
+                               .callback = on_lws_event,
+                               .per_session_data_size = sizeof(struct jw_session),
+                               .rx_buffer_size = cfg->client_max_message_bytes};
     /* A client that names no sub-protocol is bound to the vhost default. */
     gw->pvo_default = (struct lws_protocol_vhost_options){.name = "default", .value = "1"};
-    gw->pvo = (struct lws_protocol_vhost_options){.options = &gw->pvo_default, .name = "jobwire.v1",
-                                                  .value = ""};
+    gw->pvo = (struct lws_protocol_vhost_options){
+        .options = &gw->pvo_default, .name = "jobwire.v1", .value = ""};
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
     struct in_addr v4;
-    const char *iface = strcmp(cfg->listen_address, "localhost") == 0 ? "127.0.0.1"
-                                                                       : cfg->listen_address;
+    const char *iface =
+        strcmp(cfg->listen_address, "localhost") == 0 ? "127.0.0.1" : cfg->listen_address;
     snprintf(gw->listen_iface, sizeof(gw->listen_iface), "%s", iface);
     info.iface = gw->listen_iface;
     info.port = cfg->listen_port;
@@ -340,7 +366,7 @@ jw_gateway_free(struct jw_gateway *gw)
         return;
     if (gw->ctx)
         lws_context_destroy(gw->ctx); /* closes what is left; sessions leave the hub */
-    jw_inbox_free(gw->inbox);
+    jw_inbox_free(gw->inbox, dispose_msg);
     jw_hub_free(gw->env.hub);
     free(gw);
 }
@@ -348,7 +374,7 @@ jw_gateway_free(struct jw_gateway *gw)
 void
 jw_gateway_post_event(struct jw_gateway *gw, struct jw_event *ev)
 {
-    int rc = jw_inbox_push(gw->inbox, ev);
+    int rc = jw_inbox_push(gw->inbox, &ev->msg, 1);
     if (rc < 0) {
         jw_metric_add(JW_M_EVENTS_INBOX_FULL, 1);
         jw_event_free(ev);

@@ -143,6 +143,13 @@ jw_hub_subscribe_job(struct jw_hub *hub, struct jw_member *m, const char *job_id
 }
 
 int
+jw_hub_is_subscribed(const struct jw_hub *hub, const struct jw_member *m, const char *job_id)
+{
+    struct job *job = jw_dict_get(hub->jobs, job_id);
+    return job && find_sub(m, job);
+}
+
+int
 jw_hub_unsubscribe_job(struct jw_hub *hub, struct jw_member *m, const char *job_id)
 {
     struct job *job = jw_dict_get(hub->jobs, job_id);

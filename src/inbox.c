@@ -1,5 +1,5 @@
 /*
- * The upstream → gateway handoff (see inbox.h). The lock is held only to link or swap a list,
+ * The handoff into the gateway thread (see inbox.h). The lock is held only to link or swap a list,
  * never while an event is parsed or routed.
  */
 #include "jobwire/inbox.h"
@@ -12,61 +12,61 @@
 
 struct jw_inbox {
     pthread_mutex_t lock;
-    struct jw_event *head, *tail; /* guarded by lock */
-    size_t count;                 /* guarded by lock */
-    size_t max_events;
+    struct jw_msg *head, *tail; /* guarded by lock */
+    size_t count;               /* guarded by lock */
+    size_t max_messages;
 };
 
 struct jw_inbox *
-jw_inbox_new(size_t max_events)
+jw_inbox_new(size_t max_messages)
 {
     struct jw_inbox *inbox = jw_calloc(1, sizeof(*inbox));
     pthread_mutex_init(&inbox->lock, NULL);
-    inbox->max_events = max_events;
+    inbox->max_messages = max_messages;
     return inbox;
 }
 
 void
-jw_inbox_free(struct jw_inbox *inbox)
+jw_inbox_free(struct jw_inbox *inbox, void (*dispose)(struct jw_msg *msg))
 {
     if (!inbox)
         return;
-    struct jw_event *ev = jw_inbox_take_all(inbox);
-    while (ev) {
-        struct jw_event *next = ev->next;
-        jw_event_free(ev);
-        ev = next;
+    struct jw_msg *msg = jw_inbox_take_all(inbox);
+    while (msg) {
+        struct jw_msg *next = msg->next;
+        dispose(msg);
+        msg = next;
     }
     pthread_mutex_destroy(&inbox->lock);
     free(inbox);
 }
 
 int
-jw_inbox_push(struct jw_inbox *inbox, struct jw_event *ev)
+jw_inbox_push(struct jw_inbox *inbox, struct jw_msg *msg, int bounded)
 {
     int was_empty;
-    ev->next = NULL;
+    msg->next = NULL;
     pthread_mutex_lock(&inbox->lock);
-    if (inbox->count >= inbox->max_events) {
+    if (bounded && inbox->count >= inbox->max_messages) {
         pthread_mutex_unlock(&inbox->lock);
         return -ENOSPC;
     }
     was_empty = inbox->count == 0;
     if (inbox->tail)
-        inbox->tail->next = ev;
+        inbox->tail->next = msg;
     else
-        inbox->head = ev;
-    inbox->tail = ev;
+        inbox->head = msg;
+    inbox->tail = msg;
     inbox->count++;
     pthread_mutex_unlock(&inbox->lock);
     return was_empty;
 }
 
-struct jw_event *
+struct jw_msg *
 jw_inbox_take_all(struct jw_inbox *inbox)
 {
     pthread_mutex_lock(&inbox->lock);
-    struct jw_event *list = inbox->head;
+    struct jw_msg *list = inbox->head;
     inbox->head = inbox->tail = NULL;
     inbox->count = 0;
     pthread_mutex_unlock(&inbox->lock);

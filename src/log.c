@@ -1,22 +1,44 @@
 /*
- * Logging to stderr: "2026-11-23T05:00:00.123Z INFO  upstream: message". One fprintf per line
- * under the stdio lock, so lines from the two threads never interleave.
+ * Logging, text or JSON, one line per call. The message is formatted into memory first and
+ * written with one flockfile() section, so lines from the two threads never interleave. Control
+ * bytes are escaped in both formats (a message can never forge a second line); JSON output also
+ * escapes quotes and backslashes and replaces bytes that are not UTF-8 with U+FFFD, so every line
+ * is a valid JSON object whatever a client or Redis sent.
  */
 #include "jobwire/log.h"
 
 #include <stdarg.h>
 #include <stdatomic.h>
-#include <stdio.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
-static _Atomic int min_level = JW_LOG_INFO;
+#include "jobwire/alloc.h"
 
-static const char *const level_names[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+static _Atomic int min_level = JW_LOG_INFO;
+static _Atomic int format = JW_LOG_FORMAT_TEXT;
+static FILE *output; /* NULL = stderr */
+
+static const char *const text_levels[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+static const char *const json_levels[] = {"debug", "info", "warn", "error"};
 
 void
 jw_log_set_level(enum jw_log_level level)
 {
     atomic_store(&min_level, (int)level);
+}
+
+void
+jw_log_set_format(enum jw_log_format f)
+{
+    atomic_store(&format, (int)f);
+}
+
+void
+jw_log_set_output(FILE *out)
+{
+    output = out;
 }
 
 int
@@ -25,25 +47,115 @@ jw_log_enabled(enum jw_log_level level)
     return (int)level >= atomic_load_explicit(&min_level, memory_order_relaxed);
 }
 
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong forms, no surrogates,
+ * nothing above U+10FFFF), or 0. */
+static size_t
+utf8_len(const unsigned char *p, const unsigned char *end)
+{
+    unsigned lo = 0x80, hi = 0xBF;
+    size_t n;
+
+    if (p[0] >= 0xC2 && p[0] <= 0xDF) {
+        n = 2;
+    } else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
+        n = 3;
+        lo = p[0] == 0xE0 ? 0xA0 : lo;
+        hi = p[0] == 0xED ? 0x9F : hi;
+    } else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
+        n = 4;
+        lo = p[0] == 0xF0 ? 0x90 : lo;
+        hi = p[0] == 0xF4 ? 0x8F : hi;
+    } else {
+        return 0;
+    }
+    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF)
+            return 0;
+    return n;
+}
+
+/* Called with f locked. */
+static void
+put_escaped(FILE *f, const char *s, size_t len, bool json)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+
+    while (p < end) {
+        unsigned c = *p;
+        size_t n = 1;
+        if (c >= 0x80 && json) {
+            n = utf8_len(p, end);
+            if (n == 0) {
+                fputs("\\ufffd", f);
+                n = 1;
+            } else {
+                fwrite(p, 1, n, f);
+            }
+        } else if (c == '\n') {
+            fputs("\\n", f);
+        } else if (c == '\r') {
+            fputs("\\r", f);
+        } else if (c == '\t') {
+            fputs("\\t", f);
+        } else if (c < 0x20 || c == 0x7F) {
+            fprintf(f, "\\u%04x", c);
+        } else {
+            if (json && (c == '"' || c == '\\'))
+                putc_unlocked('\\', f);
+            putc_unlocked((int)c, f);
+        }
+        p += n;
+    }
+}
+
 void
 jw_log(enum jw_log_level level, const char *module, const char *fmt, ...)
 {
-    if (!jw_log_enabled(level))
-        return;
+    char stack[512], *msg = stack, stamp[32];
     struct timespec ts;
     struct tm tm;
-    char stamp[32];
+    va_list ap;
+    int n;
+
+    if (!jw_log_enabled(level))
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(stack, sizeof stack, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        n = snprintf(stack, sizeof stack, "(unformattable log message: %s)", fmt);
+        n = n < (int)sizeof stack ? n : (int)sizeof stack - 1;
+    } else if ((size_t)n >= sizeof stack) {
+        msg = jw_malloc((size_t)n + 1);
+        va_start(ap, fmt);
+        vsnprintf(msg, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
+
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+    strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
 
-    va_list ap;
-    va_start(ap, fmt);
-    flockfile(stderr);
-    fprintf(stderr, "%s.%03ldZ %-5s %s: ", stamp, ts.tv_nsec / 1000000L, level_names[level],
-            module);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    funlockfile(stderr);
-    va_end(ap);
+    FILE *f = output ? output : stderr;
+    bool json = atomic_load_explicit(&format, memory_order_relaxed) == JW_LOG_FORMAT_JSON;
+    flockfile(f);
+    if (json) {
+        fprintf(f, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"module\":\"", stamp,
+                ts.tv_nsec / 1000000L, json_levels[level]);
+        put_escaped(f, module, strlen(module), true);
+        fputs("\",\"msg\":\"", f);
+        put_escaped(f, msg, (size_t)n, true);
+        fputs("\"}\n", f);
+    } else {
+        fprintf(f, "%s.%03ldZ %-5s ", stamp, ts.tv_nsec / 1000000L, text_levels[level]);
+        put_escaped(f, module, strlen(module), false);
+        fputs(": ", f);
+        put_escaped(f, msg, (size_t)n, false);
+        putc_unlocked('\n', f);
+    }
+    funlockfile(f);
+    if (msg != stack)
+        free(msg);
 }

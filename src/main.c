@@ -149,6 +149,7 @@ main(int argc, char **argv)
         return 0;
     }
     jw_log_set_level(cfg.log_level);
+    jw_log_set_format(cfg.log_format);
     jw_info("main", "jobwire %s starting", JW_VERSION);
     raise_fd_limit();
     int rc = run(&cfg);

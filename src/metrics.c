@@ -1,10 +1,20 @@
 /*
- * Prometheus text exposition of the metrics declared in metrics.h. HELP and TYPE are written
- * once per metric family: labelled series of one family are adjacent in JW_METRICS.
+ * Prometheus text exposition (format 0.0.4) of the metrics declared in metrics.h. HELP and TYPE
+ * are written once per family, before its first series: labelled series of one family are
+ * adjacent rows of JW_METRICS (test_metrics checks it on the rendered text).
+ *
+ * The latency histogram keeps one plain (non-cumulative) atomic counter per bucket, a count and
+ * a sum in nanoseconds; observing costs three relaxed additions and no lock. The renderer makes
+ * the buckets cumulative and prints their total as both le="+Inf" and _count, so those two are
+ * equal in every scrape even while other threads observe; _sum may be a few observations ahead.
  */
 #include "jobwire/metrics.h"
 
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 _Atomic int64_t jw_metric_values[JW_M__COUNT];
 
@@ -21,12 +31,107 @@ static const struct metric_desc descs[JW_M__COUNT] = {
 #undef JW_METRIC_DESC
 };
 
+#define JW_BUCKET_NS(le) (uint64_t)((le)*1e9 + 0.5),
+#define JW_BUCKET_LABEL(le) #le,
+static const uint64_t bucket_ns[] = {JW_LATENCY_BUCKETS(JW_BUCKET_NS)};
+static const char *const bucket_le[] = {JW_LATENCY_BUCKETS(JW_BUCKET_LABEL) "+Inf"};
+#define NBUCKETS (sizeof bucket_ns / sizeof bucket_ns[0] + 1) /* the last one is +Inf */
+
+static struct {
+    _Atomic uint64_t buckets[NBUCKETS];
+    _Atomic uint64_t sum_ns;
+} latency;
+
+static double start_time; /* seconds since the epoch, set before main() */
+
+__attribute__((constructor)) static void
+record_start_time(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    start_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void
+jw_metrics_observe_delivery_latency(uint64_t nanoseconds)
+{
+    size_t i = 0;
+    while (i < NBUCKETS - 1 && nanoseconds > bucket_ns[i])
+        i++;
+    atomic_fetch_add_explicit(&latency.buckets[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&latency.sum_ns, nanoseconds, memory_order_relaxed);
+}
+
+static long long
+resident_bytes(void)
+{
+    long long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%lld %lld", &size, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return resident * sysconf(_SC_PAGESIZE);
+}
+
+/* Fixed-point: Prometheus parses it, and it reads better than %g's exponents. */
+static void
+append_fixed(struct jw_buf *out, double v, int decimals)
+{
+    char num[64];
+    snprintf(num, sizeof num, "%.*f", decimals, v);
+    jw_buf_append_str(out, num);
+}
+
+/* name{labels[,extra]} with the given suffix on the name; either label part may be empty. */
+static void
+append_series(struct jw_buf *out, const struct metric_desc *d, const char *suffix,
+              const char *extra)
+{
+    jw_buf_append_str(out, d->name);
+    jw_buf_append_str(out, suffix);
+    if (d->labels[0] || extra[0]) {
+        jw_buf_append_str(out, "{");
+        jw_buf_append_str(out, d->labels);
+        jw_buf_append_str(out, d->labels[0] && extra[0] ? "," : "");
+        jw_buf_append_str(out, extra);
+        jw_buf_append_str(out, "}");
+    }
+    jw_buf_append_str(out, " ");
+}
+
+static void
+render_latency(struct jw_buf *out, const struct metric_desc *d)
+{
+    char le[48];
+    uint64_t cumulative = 0;
+
+    for (size_t i = 0; i < NBUCKETS; i++) {
+        cumulative += atomic_load_explicit(&latency.buckets[i], memory_order_relaxed);
+        snprintf(le, sizeof le, "le=\"%s\"", bucket_le[i]);
+        append_series(out, d, "_bucket", le);
+        jw_buf_append_u64(out, cumulative);
+        jw_buf_append_str(out, "\n");
+    }
+    append_series(out, d, "_sum", "");
+    append_fixed(out, (double)atomic_load_explicit(&latency.sum_ns, memory_order_relaxed) / 1e9, 9);
+    jw_buf_append_str(out, "\n");
+    append_series(out, d, "_count", "");
+    jw_buf_append_u64(out, cumulative);
+    jw_buf_append_str(out, "\n");
+}
+
 void
 jw_metrics_render(struct jw_buf *out)
 {
     for (int i = 0; i < JW_M__COUNT; i++) {
         const struct metric_desc *d = &descs[i];
+        bool computed = strcmp(d->type, "computed") == 0;
         if (i == 0 || strcmp(descs[i - 1].name, d->name) != 0) {
+            const char *type = d->type;
+            if (computed || strcmp(type, "gauge_ns") == 0)
+                type = "gauge";
             jw_buf_append_str(out, "# HELP ");
             jw_buf_append_str(out, d->name);
             jw_buf_append_str(out, " ");
@@ -34,20 +139,25 @@ jw_metrics_render(struct jw_buf *out)
             jw_buf_append_str(out, "\n# TYPE ");
             jw_buf_append_str(out, d->name);
             jw_buf_append_str(out, " ");
-            jw_buf_append_str(out, d->type);
+            jw_buf_append_str(out, type);
             jw_buf_append_str(out, "\n");
         }
-        jw_buf_append_str(out, d->name);
-        if (d->labels[0]) {
-            jw_buf_append_str(out, "{");
-            jw_buf_append_str(out, d->labels);
-            jw_buf_append_str(out, "}");
+        if (i == JW_M_DELIVERY_LATENCY) {
+            render_latency(out, d);
+            continue;
         }
+        append_series(out, d, "", "");
         int64_t v = jw_metric_get((enum jw_metric_id)i);
-        if (v < 0)
-            v = 0;
-        jw_buf_append_str(out, " ");
-        jw_buf_append_u64(out, (unsigned long long)v);
+        if (i == JW_M_BUILD_INFO)
+            v = 1;
+        else if (i == JW_M_PROCESS_RESIDENT_MEMORY)
+            v = resident_bytes();
+        if (i == JW_M_PROCESS_START_TIME)
+            append_fixed(out, start_time, 3);
+        else if (strcmp(d->type, "gauge_ns") == 0)
+            append_fixed(out, (double)v / 1e9, 9);
+        else
+            jw_buf_append_u64(out, (unsigned long long)(v < 0 ? 0 : v));
         jw_buf_append_str(out, "\n");
     }
 }

@@ -17,8 +17,7 @@
 static const char *const scope_names[] = {
     [JW_SCOPE_JOBS] = "jobs", [JW_SCOPE_USER] = "user", [JW_SCOPE_ALL] = "all"};
 
-static int
-fail(struct jw_cmd_error *err, const char *code, const char *fmt, ...)
+static int fail(struct jw_cmd_error *err, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static int

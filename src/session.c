@@ -136,6 +136,17 @@ jw_session_closed(struct jw_session *s)
     s->user_id = s->partial = NULL;
 }
 
+/* Jobs of the request that the session does not hold yet (duplicates in the request count
+ * once each time they appear, which can only overestimate). */
+static size_t
+count_new_jobs(const struct jw_session *s, const struct jw_cmd *cmd)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < cmd->njobs; i++)
+        n += !jw_hub_is_subscribed(s->env->hub, &s->member, cmd->jobs[i]);
+    return n;
+}
+
 static void
 apply_subscribe(struct jw_session *s, const struct jw_cmd *cmd)
 {
@@ -152,8 +163,8 @@ apply_subscribe(struct jw_session *s, const struct jw_cmd *cmd)
         }
         break;
     case JW_SCOPE_JOBS:
-        /* All or nothing: refuse up front when the request could pass the limit. */
-        if (jw_hub_subscription_count(&s->member) + cmd->njobs > max) {
+        /* All or nothing: refuse up front when the new jobs would pass the limit. */
+        if (jw_hub_subscription_count(&s->member) + count_new_jobs(s, cmd) > max) {
             char msg[96];
             snprintf(msg, sizeof(msg), "at most %zu job subscriptions per connection", max);
             send_error(s, cmd->id, JW_ERR_TOO_MANY_JOBS, msg);
@@ -266,12 +277,15 @@ jw_session_writeable(struct jw_session *s)
     /* Several frames per turn, until the kernel pushes back (lws then holds the remainder). */
     struct jw_frame *f;
     size_t written = 0;
+    uint64_t now_ns = jw_monotonic_ns();
     while ((f = jw_outq_peek(&s->outq))) {
         size_t len = f->stamped ? jw_frame_stamp(f, ++s->seq) : f->len;
         if (lws_write(s->wsi, jw_frame_text(f), len, LWS_WRITE_TEXT) < (int)len) {
             jw_info("session", "c%08x: write failed", s->id);
             return -1;
         }
+        if (f->origin_ns)
+            jw_metrics_observe_delivery_latency(now_ns - f->origin_ns);
         written += jw_frame_cost(f);
         jw_outq_pop(&s->outq);
         if (lws_send_pipe_choked(s->wsi))

@@ -1,118 +1,85 @@
 /*
- * The Redis link (upstream.h): one thread, one libevent loop, one PSUBSCRIBE connection.
+ * The Redis link (upstream.h): one thread, one libevent loop, two connections that share one
+ * state machine (redislink.c) and differ in their role after AUTH:
+ *   subscriber  PSUBSCRIBE to every pattern, then parse each pmessage into an event (event.h)
+ *               and hand it to on_event; health PING answered ["pong", ""] in subscribed mode;
+ *   command     READY once AUTH (or, without a password, a PING) is answered; writes the gateway's
+ * requests (rediscmd.h) as they come, pipelined, and hands each back with its reply, in FIFO order;
+ * health PING answered +PONG, sent only while no request is in flight.
  *
- * The thread owns everything below except `state`, `stop_ev` and `thread`: every other field is
- * touched only by the loop thread once jw_upstream_start() has returned (and by the caller again
- * after the join). jw_upstream_stop() crosses threads only by event_active() on `stop_ev`, which
- * libevent makes safe because evthread_use_pthreads() ran before the base was created.
+ * Threads: the loop thread owns both connections and the in-flight FIFO. Other threads cross
+ * only through (a) event_active() on `stop_ev`, (b) jw_upstream_submit(), which appends to the
+ * `mu`-protected submission queue and, on empty → non-empty, event_active() on `submit_ev`
+ * (libevent makes both safe because evthread_use_pthreads() ran before the base was created),
+ * and (c) the links' atomic states. `accepting` (under `mu`) is true from start until on_stop
+ * has run: a request submitted outside that window is handed back at once, on the caller's
+ * thread, with -ECANCELED; one submitted inside it is taken by the loop, so each request comes
+ * back exactly once.
  *
- * Transport is a plain bufferevent; the bytes it reads are fed to a hiredis redisReader that
- * only parses RESP, and commands are built by redisFormatCommandArgv (ARCHITECTURE.md: hiredis'
- * own networking has no timeouts). Three timers drive the state machine:
- *   deadline  one-shot: the current wait (connect, AUTH reply, all PSUBSCRIBE confirmations, the
- *             PONG of a health PING) must end before it fires, else the link is declared dead;
- *   ping      periodic while SUBSCRIBED: sends PING and arms `deadline` (finds half-open links);
- *   retry     one-shot in BACKOFF: reconnects after a jittered exponential delay.
- * Any error, timeout or EOF goes through link_fail(), the single way into BACKOFF.
- *
- * Memory bound: a reply is parsed as soon as it is complete, and the bytes the reader holds for
- * an incomplete reply may not exceed max_payload_bytes + REPLY_SLACK; beyond that the link is
- * dropped and re-established (hiredis 0.14's maxbuf only trims idle buffer space, it is no cap).
- * Payloads between max_payload_bytes and that cap are parsed and counted as too large.
- *
- * The process must ignore SIGPIPE (a write to a reset socket would otherwise kill it).
+ * Command deadlines (the rule is in upstream.h): one deadline per request, redis_read_timeout_ms
+ * after submission. The links' single deadline timer is kept armed for the earliest of the
+ * oldest in-flight request's deadline and the pending PING's; the FIFO is in submission order,
+ * so that is the earliest of all. When it fires, the expired requests come back with
+ * -ETIMEDOUT and the connection is failed (the rest come back with -ENOTCONN).
  */
 #include "jobwire/upstream.h"
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <strings.h>
-#include <time.h>
-#include <unistd.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
-#include <event2/bufferevent.h>
-#include <event2/buffer.h>
-#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/thread.h>
-#include <event2/util.h>
 #include <hiredis/hiredis.h>
 
 #include "jobwire/alloc.h"
-#include "jobwire/backoff.h"
 #include "jobwire/log.h"
 #include "jobwire/metrics.h"
+#include "jobwire/rediscmd.h"
+#include "jobwire/redislink.h"
 
 #define MOD "upstream"
-/* Room for the RESP framing, the pattern and the channel around a pmessage payload. */
+/* Room for the RESP framing, the pattern and the channel around a pmessage payload (and for
+ * the field names around a snapshot's values on the command connection). */
 #define REPLY_SLACK (64u * 1024u)
 
 /* Reasons handed to on_state and logged; static, as upstream.h promises. */
-static const char *const R_CONNECT_FAILED = "connect failed";
-static const char *const R_CONNECT_TIMEOUT = "connect timeout";
-static const char *const R_AUTH_REFUSED = "auth refused";
-static const char *const R_AUTH_TIMEOUT = "auth timeout";
 static const char *const R_SUBSCRIBE_REFUSED = "subscribe refused";
 static const char *const R_SUBSCRIBE_TIMEOUT = "subscribe timeout";
 static const char *const R_PING_TIMEOUT = "ping timeout";
-static const char *const R_CLOSED = "connection closed by server";
-static const char *const R_SOCKET_ERROR = "socket error";
+static const char *const R_COMMAND_TIMEOUT = "command timeout";
 static const char *const R_PROTOCOL = "protocol error";
-static const char *const R_TOO_LARGE = "reply too large";
 static const char *const R_ERROR_REPLY = "error reply";
 static const char *const R_STOPPED = "stopped";
 
 struct jw_upstream {
     const struct jw_config *cfg;
     struct jw_upstream_hooks hooks;
-    _Atomic int state; /* enum jw_link_state; written by the loop thread only */
 
     pthread_t thread;
     bool started, joined;
 
     struct event_base *base;
-    struct evdns_base *dns; /* created on the first non-numeric redis_host */
-    struct event *stop_ev, *deadline, *ping, *retry;
+    struct event *stop_ev, *submit_ev;
 
-    /* The current link. `gen` grows on every close, so a callback that closed the link can
-     * tell that it must not touch it again. */
-    struct bufferevent *bev;
-    redisReader *reader; /* replaced on each connect; never freed inside on_read */
-    uint64_t gen;
-    size_t confirms;    /* psubscribe confirmations still expected */
-    bool ping_pending;  /* a PING is on the wire, its PONG not yet read */
-    size_t reply_limit; /* max bytes buffered for one incomplete reply */
-
-    struct jw_backoff backoff;
+    /* subscriber connection (loop thread) */
+    struct jw_redislink sub;
+    size_t confirms; /* psubscribe confirmations still expected */
     struct jw_event_rules rules;
-    uint64_t up_since_ms; /* when SUBSCRIBED was last entered */
-    uint64_t down_since_ms;
+
+    /* command connection (loop thread) */
+    struct jw_redislink cmd;
+    struct jw_redis_request *fifo_head, *fifo_tail; /* written, reply awaited; oldest first */
+    size_t inflight;
+
+    /* submission queue (any thread, under mu) */
+    pthread_mutex_t mu;
+    bool accepting;
+    struct jw_redis_request *q_head, *q_tail;
 };
-
-static uint64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static struct timeval
-ms_to_tv(int ms)
-{
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-    return tv;
-}
 
 const char *
 jw_link_state_name(enum jw_link_state state)
@@ -130,6 +97,8 @@ jw_link_state_name(enum jw_link_state state)
         return "subscribed";
     case JW_LINK_BACKOFF:
         return "backoff";
+    case JW_LINK_READY:
+        return "ready";
     case JW_LINK_STOPPED:
         return "stopped";
     }
@@ -139,85 +108,16 @@ jw_link_state_name(enum jw_link_state state)
 enum jw_link_state
 jw_upstream_state(const struct jw_upstream *up)
 {
-    return (enum jw_link_state)atomic_load(&((struct jw_upstream *)up)->state);
+    return jw_redislink_state(&up->sub);
 }
 
-static void
-set_state(struct jw_upstream *up, enum jw_link_state state, const char *reason)
+int
+jw_upstream_command_ready(const struct jw_upstream *up)
 {
-    atomic_store(&up->state, (int)state);
-    if (up->hooks.on_state)
-        up->hooks.on_state(up->hooks.ctx, state, reason);
+    return jw_redislink_state(&up->cmd) == JW_LINK_READY;
 }
 
-static void
-arm_deadline(struct jw_upstream *up, int ms)
-{
-    struct timeval tv = ms_to_tv(ms);
-    evtimer_add(up->deadline, &tv);
-}
-
-/* Frees the bufferevent (closing the socket) and stops every per-link timer. Safe inside the
- * bufferevent's own callbacks: libevent holds a reference while a callback runs and finalizes
- * the bufferevent afterwards. The reader stays until the next connect for the same reason. */
-static void
-link_close(struct jw_upstream *up)
-{
-    if (up->bev) {
-        bufferevent_free(up->bev);
-        up->bev = NULL;
-    }
-    evtimer_del(up->deadline);
-    evtimer_del(up->ping);
-    up->ping_pending = false;
-    up->confirms = 0;
-    up->gen++;
-}
-
-static void
-send_command(struct jw_upstream *up, int argc, const char **argv)
-{
-    char *cmd = NULL;
-    int len = redisFormatCommandArgv(&cmd, argc, argv, NULL);
-    if (len < 0) {
-        /* Only out of memory makes hiredis fail here; alloc.h's policy is to abort. */
-        jw_error(MOD, "out of memory formatting a command");
-        abort();
-    }
-    bufferevent_write(up->bev, cmd, (size_t)len);
-    redisFreeCommand(cmd);
-}
-
-static void start_connect(struct jw_upstream *up);
-
-/* The only way into BACKOFF: closes the link, logs `reason` (static) and `detail` (may be
- * dynamic, never a secret), picks the next delay and arms `retry`. */
-static void
-link_fail(struct jw_upstream *up, const char *reason, const char *detail)
-{
-    enum jw_link_state was = jw_upstream_state(up);
-    if (was == JW_LINK_BACKOFF || was == JW_LINK_STOPPED || was == JW_LINK_IDLE)
-        return;
-    link_close(up);
-    jw_metric_add(JW_M_UPSTREAM_ERRORS, 1);
-
-    uint64_t now = now_ms();
-    if (was == JW_LINK_SUBSCRIBED) {
-        jw_metric_set(JW_M_UPSTREAM_UP, 0);
-        up->down_since_ms = now;
-        /* A link that stayed up long enough earns a fresh, short backoff. */
-        if (now - up->up_since_ms >= (uint64_t)up->cfg->reconnect_reset_after_ms)
-            jw_backoff_reset(&up->backoff);
-    }
-    uint32_t attempt = up->backoff.attempt + 1;
-    uint32_t delay = jw_backoff_next(&up->backoff);
-    jw_warn(MOD, "redis %s:%d %s while %s%s%s; reconnecting in %u ms (attempt %u)",
-            up->cfg->redis_host, up->cfg->redis_port, reason, jw_link_state_name(was),
-            detail ? ": " : "", detail ? detail : "", delay, attempt);
-    set_state(up, JW_LINK_BACKOFF, reason);
-    struct timeval tv = {.tv_sec = delay / 1000, .tv_usec = (delay % 1000) * 1000};
-    evtimer_add(up->retry, &tv);
-}
+/* ---- subscriber role ---- */
 
 static void
 send_psubscribe(struct jw_upstream *up)
@@ -228,26 +128,24 @@ send_psubscribe(struct jw_upstream *up)
     for (size_t i = 0; i < n; i++)
         argv[1 + i] = up->cfg->redis_patterns[i];
     up->confirms = n;
-    set_state(up, JW_LINK_SUBSCRIBING, NULL);
-    send_command(up, (int)(1 + n), argv);
-    arm_deadline(up, up->cfg->redis_read_timeout_ms);
+    jw_redislink_set_state(&up->sub, JW_LINK_SUBSCRIBING, NULL);
+    jw_redislink_send(&up->sub, (int)(1 + n), argv);
+    jw_redislink_arm(&up->sub, (uint64_t)up->cfg->redis_read_timeout_ms);
+}
+
+static void
+sub_opened(struct jw_redislink *l)
+{
+    send_psubscribe(l->owner);
 }
 
 static void
 enter_subscribed(struct jw_upstream *up)
 {
-    uint64_t now = now_ms();
-    evtimer_del(up->deadline);
-    up->up_since_ms = now;
-    jw_metric_set(JW_M_UPSTREAM_UP, 1);
     jw_info(MOD, "subscribed to %zu pattern(s) on redis %s:%d after %llu ms down",
             up->cfg->redis_npatterns, up->cfg->redis_host, up->cfg->redis_port,
-            (unsigned long long)(now - up->down_since_ms));
-    set_state(up, JW_LINK_SUBSCRIBED, NULL);
-    if (up->cfg->redis_ping_interval_ms > 0) {
-        struct timeval tv = ms_to_tv(up->cfg->redis_ping_interval_ms);
-        evtimer_add(up->ping, &tv);
-    }
+            (unsigned long long)jw_redislink_down_ms(&up->sub));
+    jw_redislink_up(&up->sub);
 }
 
 static const enum jw_metric_id kind_metric[JW_KIND__COUNT] = {
@@ -284,174 +182,60 @@ handle_pmessage(struct jw_upstream *up, const redisReply *channel, const redisRe
         jw_event_free(ev);
 }
 
-static bool
-is_str(const redisReply *r)
-{
-    return r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS;
-}
-
-static bool
-str_eq(const redisReply *r, const char *s)
-{
-    size_t n = strlen(s);
-    return is_str(r) && r->len == n && strncasecmp(r->str, s, n) == 0;
-}
-
-/* Dispatches one complete reply according to the state. May close the link (link_fail). */
+/* Dispatches one complete reply according to the state. May fail the link. */
 static void
-handle_reply(struct jw_upstream *up, const redisReply *r)
+sub_handle(struct jw_upstream *up, const redisReply *r)
 {
-    enum jw_link_state st = jw_upstream_state(up);
+    struct jw_redislink *l = &up->sub;
+    enum jw_link_state st = jw_redislink_state(l);
 
     if (r->type == REDIS_REPLY_ERROR) {
-        /* Redis error texts (WRONGPASS, NOAUTH, NOPERM ...) never echo the password. */
-        const char *reason = st == JW_LINK_AUTHENTICATING ? R_AUTH_REFUSED
-                             : st == JW_LINK_SUBSCRIBING  ? R_SUBSCRIBE_REFUSED
-                                                          : R_ERROR_REPLY;
-        link_fail(up, reason, r->str);
+        /* Redis error texts (NOAUTH, NOPERM ...) never echo the password. */
+        jw_redislink_fail(l, st == JW_LINK_SUBSCRIBING ? R_SUBSCRIBE_REFUSED : R_ERROR_REPLY,
+                          r->str);
         return;
     }
-    if (st == JW_LINK_AUTHENTICATING) {
-        if (!str_eq(r, "OK")) {
-            link_fail(up, R_PROTOCOL, "unexpected reply to AUTH");
-            return;
-        }
-        send_psubscribe(up);
-        return;
-    }
-    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && is_str(r->element[0])) {
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && jw_reply_is_str(r->element[0])) {
         const redisReply *kind = r->element[0];
-        if (str_eq(kind, "pmessage") && r->elements == 4 && is_str(r->element[2]) &&
-            is_str(r->element[3])) {
+        if (jw_reply_str_eq(kind, "pmessage") && r->elements == 4 &&
+            jw_reply_is_str(r->element[2]) && jw_reply_is_str(r->element[3])) {
             handle_pmessage(up, r->element[2], r->element[3]);
             return;
         }
-        if (str_eq(kind, "psubscribe") && st == JW_LINK_SUBSCRIBING) {
+        if (jw_reply_str_eq(kind, "psubscribe") && st == JW_LINK_SUBSCRIBING) {
             if (up->confirms > 0 && --up->confirms == 0)
                 enter_subscribed(up);
             return;
         }
-        if (str_eq(kind, "pong")) { /* RESP2 PING reply in subscribed mode: ["pong", ""] */
-            up->ping_pending = false;
-            evtimer_del(up->deadline);
+        if (jw_reply_str_eq(kind, "pong")) { /* RESP2 PING reply when subscribed: ["pong", ""] */
+            l->ping_pending = false;
+            jw_redislink_disarm(l);
             return;
         }
-    } else if (str_eq(r, "PONG")) {
-        up->ping_pending = false;
-        evtimer_del(up->deadline);
+    } else if (jw_reply_str_eq(r, "PONG")) {
+        l->ping_pending = false;
+        jw_redislink_disarm(l);
         return;
     }
     jw_debug(MOD, "ignored reply of type %d while %s", r->type, jw_link_state_name(st));
 }
 
 static void
-on_read(struct bufferevent *bev, void *arg)
+sub_reply(struct jw_redislink *l, redisReply *r)
 {
-    struct jw_upstream *up = arg;
-    uint64_t gen = up->gen;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    struct evbuffer_iovec vec;
-
-    /* Feed one buffer chunk at a time and take every complete reply before the next, so the
-     * reader never holds more than one incomplete reply plus one chunk. */
-    while (evbuffer_peek(in, -1, NULL, &vec, 1) > 0 && vec.iov_len > 0) {
-        int rc = redisReaderFeed(up->reader, vec.iov_base, vec.iov_len);
-        evbuffer_drain(in, vec.iov_len);
-        if (rc != REDIS_OK) {
-            link_fail(up, R_PROTOCOL, up->reader->errstr);
-            return;
-        }
-        for (;;) {
-            void *reply = NULL;
-            if (redisReaderGetReply(up->reader, &reply) != REDIS_OK) {
-                link_fail(up, R_PROTOCOL, up->reader->errstr);
-                return;
-            }
-            if (reply == NULL)
-                break;
-            handle_reply(up, reply);
-            freeReplyObject(reply);
-            if (up->gen != gen)
-                return; /* the link was closed; `bev` and `in` are no longer ours */
-        }
-        size_t pending = up->reader->len - up->reader->pos;
-        if (pending > up->reply_limit) {
-            char detail[96];
-            snprintf(detail, sizeof detail, "%zu bytes buffered, limit %zu", pending,
-                     up->reply_limit);
-            jw_metric_add(JW_M_EVENTS_INVALID_TOO_LARGE, 1);
-            link_fail(up, R_TOO_LARGE, detail);
-            return;
-        }
-    }
+    sub_handle(l->owner, r);
+    freeReplyObject(r);
 }
 
 static void
-on_connected(struct jw_upstream *up)
+sub_timeout(struct jw_redislink *l)
 {
-    evtimer_del(up->deadline);
-    int fd = bufferevent_getfd(up->bev);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one); /* a backstop to our PINGs */
-
-    const struct jw_config *c = up->cfg;
-    if (c->redis_password && c->redis_password[0]) {
-        const char *argv[3] = {"AUTH", NULL, NULL};
-        int argc = 1;
-        if (c->redis_username && c->redis_username[0])
-            argv[argc++] = c->redis_username;
-        argv[argc++] = c->redis_password;
-        set_state(up, JW_LINK_AUTHENTICATING, NULL);
-        send_command(up, argc, argv);
-        arm_deadline(up, c->redis_read_timeout_ms);
-    } else {
-        send_psubscribe(up);
-    }
-}
-
-static void
-on_bev_event(struct bufferevent *bev, short what, void *arg)
-{
-    struct jw_upstream *up = arg;
-    char detail[160];
-
-    if (what & BEV_EVENT_CONNECTED) {
-        on_connected(up);
-        return;
-    }
-    if (what & BEV_EVENT_EOF) {
-        link_fail(up, R_CLOSED, NULL);
-        return;
-    }
-    if (what & BEV_EVENT_ERROR) {
-        int dns_err = bufferevent_socket_get_dns_error(bev);
-        int err = EVUTIL_SOCKET_ERROR();
-        if (dns_err)
-            snprintf(detail, sizeof detail, "resolving: %s", evutil_gai_strerror(dns_err));
-        else
-            snprintf(detail, sizeof detail, "%s", evutil_socket_error_to_string(err));
-        link_fail(up,
-                  jw_upstream_state(up) == JW_LINK_CONNECTING ? R_CONNECT_FAILED : R_SOCKET_ERROR,
-                  detail);
-    }
-}
-
-static void
-on_deadline(evutil_socket_t fd, short what, void *arg)
-{
-    struct jw_upstream *up = arg;
-    switch (jw_upstream_state(up)) {
-    case JW_LINK_CONNECTING:
-        link_fail(up, R_CONNECT_TIMEOUT, NULL);
-        break;
-    case JW_LINK_AUTHENTICATING:
-        link_fail(up, R_AUTH_TIMEOUT, NULL);
-        break;
+    switch (jw_redislink_state(l)) {
     case JW_LINK_SUBSCRIBING:
-        link_fail(up, R_SUBSCRIBE_TIMEOUT, NULL);
+        jw_redislink_fail(l, R_SUBSCRIBE_TIMEOUT, NULL);
         break;
     case JW_LINK_SUBSCRIBED:
-        link_fail(up, R_PING_TIMEOUT, "no PONG, link presumed dead");
+        jw_redislink_fail(l, R_PING_TIMEOUT, "no PONG, link presumed dead");
         break;
     default:
         break;
@@ -459,104 +243,289 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-on_ping(evutil_socket_t fd, short what, void *arg)
+sub_ping(struct jw_redislink *l)
 {
-    struct jw_upstream *up = arg;
     /* Invariant: at most one PING in flight; its deadline is already armed. */
-    if (jw_upstream_state(up) != JW_LINK_SUBSCRIBED || up->ping_pending)
-        return;
-    const char *argv[1] = {"PING"};
-    send_command(up, 1, argv);
-    up->ping_pending = true;
-    arm_deadline(up, up->cfg->redis_read_timeout_ms);
+    if (!l->ping_pending)
+        jw_redislink_send_ping(l);
 }
 
 static void
-on_retry(evutil_socket_t fd, short what, void *arg)
+sub_state(struct jw_redislink *l, enum jw_link_state st, const char *reason)
+{
+    struct jw_upstream *up = l->owner;
+    if (up->hooks.on_state)
+        up->hooks.on_state(up->hooks.ctx, st, reason);
+}
+
+static const struct jw_redislink_role sub_role = {
+    .log_prefix = "",
+    .up_state = JW_LINK_SUBSCRIBED,
+    .m_up = JW_M_UPSTREAM_UP,
+    .m_errors = JW_M_UPSTREAM_ERRORS,
+    .m_reconnect = JW_M_UPSTREAM_RECONNECTS,
+    .m_too_large = JW_M_EVENTS_INVALID_TOO_LARGE,
+    .opened = sub_opened,
+    .reply = sub_reply,
+    .timeout = sub_timeout,
+    .ping = sub_ping,
+    .closed = NULL,
+    .state = sub_state,
+};
+
+/* ---- command role ---- */
+
+/* Hands `req` back with `status` (and `reply` when 0). Loop thread, or the submitting thread
+ * when the upstream is not running. */
+static void
+finish(struct jw_upstream *up, struct jw_redis_request *req, int status, redisReply *reply)
+{
+    req->_next = NULL;
+    req->status = status;
+    req->reply = reply;
+    switch (status) {
+    case -ENOTCONN:
+        jw_metric_add(JW_M_REDIS_COMMAND_ERRORS_NOT_CONNECTED, 1);
+        break;
+    case -ETIMEDOUT:
+        jw_metric_add(JW_M_REDIS_COMMAND_ERRORS_TIMEOUT, 1);
+        break;
+    case -ECANCELED:
+        jw_metric_add(JW_M_REDIS_COMMAND_ERRORS_CANCELED, 1);
+        break;
+    case -ENOBUFS:
+        jw_metric_add(JW_M_REDIS_COMMAND_ERRORS_OVERFLOW, 1);
+        break;
+    default:
+        break;
+    }
+    if (up->hooks.on_reply)
+        up->hooks.on_reply(up->hooks.ctx, req); /* ownership passes */
+    else
+        jw_redis_request_free(req);
+}
+
+static void
+finish_list(struct jw_upstream *up, struct jw_redis_request *head, int status)
+{
+    while (head) {
+        struct jw_redis_request *next = head->_next;
+        finish(up, head, status, NULL);
+        head = next;
+    }
+}
+
+static struct jw_redis_request *
+fifo_pop(struct jw_upstream *up)
+{
+    struct jw_redis_request *req = up->fifo_head;
+    if (req) {
+        up->fifo_head = req->_next;
+        if (!up->fifo_head)
+            up->fifo_tail = NULL;
+        up->inflight--;
+    }
+    return req;
+}
+
+/* READY only: keeps the deadline on the earliest of the pending PING and the oldest request. */
+static void
+cmd_rearm(struct jw_upstream *up)
+{
+    struct jw_redislink *l = &up->cmd;
+    uint64_t when = UINT64_MAX;
+    if (l->ping_pending)
+        when = l->ping_deadline_ms;
+    if (up->fifo_head && up->fifo_head->_deadline_ms < when)
+        when = up->fifo_head->_deadline_ms;
+    if (when == UINT64_MAX) {
+        jw_redislink_disarm(l);
+        return;
+    }
+    uint64_t now = jw_redislink_now_ms();
+    jw_redislink_arm(l, when > now ? when - now : 0);
+}
+
+static void
+cmd_opened(struct jw_redislink *l)
+{
+    jw_info(MOD, "command link ready on redis %s:%d after %llu ms down", l->cfg->redis_host,
+            l->cfg->redis_port, (unsigned long long)jw_redislink_down_ms(l));
+    jw_redislink_up(l);
+}
+
+static void
+cmd_reply(struct jw_redislink *l, redisReply *r)
+{
+    struct jw_upstream *up = l->owner;
+    if (l->ping_pending) {
+        /* The PING went out while nothing was in flight, so its reply comes first. */
+        bool pong = jw_reply_str_eq(r, "PONG");
+        freeReplyObject(r);
+        if (!pong) {
+            jw_redislink_fail(l, R_PROTOCOL, "unexpected reply to PING");
+            return;
+        }
+        l->ping_pending = false;
+        cmd_rearm(up);
+        return;
+    }
+    struct jw_redis_request *req = fifo_pop(up);
+    if (!req) {
+        freeReplyObject(r);
+        jw_redislink_fail(l, R_PROTOCOL, "reply without a request");
+        return;
+    }
+    finish(up, req, 0, r); /* a Redis error reply is a reply too: status 0 */
+    cmd_rearm(up);
+}
+
+static void
+cmd_timeout(struct jw_redislink *l)
+{
+    struct jw_upstream *up = l->owner;
+    uint64_t now = jw_redislink_now_ms();
+    size_t expired = 0;
+    while (up->fifo_head && up->fifo_head->_deadline_ms <= now) {
+        finish(up, fifo_pop(up), -ETIMEDOUT, NULL);
+        expired++;
+    }
+    if (expired > 0) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "%zu request(s) unanswered after %d ms", expired,
+                 l->cfg->redis_read_timeout_ms);
+        jw_redislink_fail(l, R_COMMAND_TIMEOUT, detail);
+    } else if (l->ping_pending && l->ping_deadline_ms <= now) {
+        jw_redislink_fail(l, R_PING_TIMEOUT, "no PONG, link presumed dead");
+    } else {
+        cmd_rearm(up); /* woke early: nothing is due yet */
+    }
+}
+
+static void
+cmd_ping(struct jw_redislink *l)
+{
+    struct jw_upstream *up = l->owner;
+    /* Only while idle: a request in flight has its own deadline, which proves the link. */
+    if (!l->ping_pending && !up->fifo_head)
+        jw_redislink_send_ping(l);
+}
+
+static void
+cmd_closed(struct jw_redislink *l, int err)
+{
+    struct jw_upstream *up = l->owner;
+    struct jw_redis_request *head = up->fifo_head;
+    up->fifo_head = up->fifo_tail = NULL;
+    up->inflight = 0;
+    finish_list(up, head, err);
+}
+
+static const struct jw_redislink_role cmd_role = {
+    .log_prefix = "command link: ",
+    .up_state = JW_LINK_READY,
+    .m_up = JW_M_COMMAND_LINK_UP,
+    .m_errors = JW_M__COUNT,
+    .m_reconnect = JW_M__COUNT,
+    .m_too_large = JW_M__COUNT,
+    .probe = true,
+    .opened = cmd_opened,
+    .reply = cmd_reply,
+    .timeout = cmd_timeout,
+    .ping = cmd_ping,
+    .closed = cmd_closed,
+    .state = NULL,
+};
+
+/* Loop thread: writes every newly submitted request, or hands it back at once. */
+static void
+on_submit(evutil_socket_t fd, short what, void *arg)
 {
     struct jw_upstream *up = arg;
-    jw_metric_add(JW_M_UPSTREAM_RECONNECTS, 1);
-    start_connect(up);
+    pthread_mutex_lock(&up->mu);
+    struct jw_redis_request *req = up->q_head;
+    up->q_head = up->q_tail = NULL;
+    pthread_mutex_unlock(&up->mu);
+
+    bool ready = jw_redislink_state(&up->cmd) == JW_LINK_READY;
+    uint64_t now = jw_redislink_now_ms();
+    while (req) {
+        struct jw_redis_request *next = req->_next;
+        req->_next = NULL;
+        if (!ready) {
+            finish(up, req, -ENOTCONN, NULL);
+        } else if (req->_deadline_ms <= now) {
+            finish(up, req, -ETIMEDOUT, NULL); /* this thread was late, not Redis */
+        } else if (up->inflight >= JW_UPSTREAM_MAX_PENDING) {
+            finish(up, req, -ENOBUFS, NULL);
+        } else {
+            jw_redislink_write(&up->cmd, req->cmd, req->cmd_len);
+            jw_metric_add(JW_M_REDIS_COMMANDS, 1);
+            if (up->fifo_tail)
+                up->fifo_tail->_next = req;
+            else
+                up->fifo_head = req;
+            up->fifo_tail = req;
+            up->inflight++;
+        }
+        req = next;
+    }
+    if (ready)
+        cmd_rearm(up);
 }
+
+void
+jw_upstream_submit(struct jw_upstream *up, struct jw_redis_request *req)
+{
+    req->_next = NULL;
+    req->status = 0;
+    req->reply = NULL;
+    req->_deadline_ms = jw_redislink_now_ms() + (uint64_t)up->cfg->redis_read_timeout_ms;
+    pthread_mutex_lock(&up->mu);
+    if (!up->accepting) {
+        pthread_mutex_unlock(&up->mu);
+        finish(up, req, -ECANCELED, NULL); /* on this thread, as upstream.h says */
+        return;
+    }
+    if (up->q_tail) {
+        up->q_tail->_next = req; /* an earlier submit already woke the loop */
+    } else {
+        up->q_head = req;
+        /* Under mu, so on_stop (which takes mu) cannot run between the append and the wake. */
+        event_active(up->submit_ev, EV_READ, 0);
+    }
+    up->q_tail = req;
+    pthread_mutex_unlock(&up->mu);
+}
+
+/* ---- thread ---- */
 
 static void
 on_stop(evutil_socket_t fd, short what, void *arg)
 {
     struct jw_upstream *up = arg;
-    link_close(up);
-    evtimer_del(up->retry);
-    if (jw_upstream_state(up) == JW_LINK_SUBSCRIBED)
-        jw_metric_set(JW_M_UPSTREAM_UP, 0);
-    set_state(up, JW_LINK_STOPPED, R_STOPPED);
+    pthread_mutex_lock(&up->mu);
+    up->accepting = false;
+    struct jw_redis_request *queued = up->q_head;
+    up->q_head = up->q_tail = NULL;
+    pthread_mutex_unlock(&up->mu);
+
+    jw_redislink_stop(&up->sub, R_STOPPED);
+    jw_redislink_stop(&up->cmd, R_STOPPED); /* in flight: -ECANCELED */
+    finish_list(up, queued, -ECANCELED);
     event_base_loopbreak(up->base);
-}
-
-/* Starts one connection attempt: numeric addresses connect directly, names go through evdns.
- * The whole attempt (resolution included) is bounded by redis_connect_timeout_ms. */
-static void
-start_connect(struct jw_upstream *up)
-{
-    const struct jw_config *c = up->cfg;
-    if (up->reader)
-        redisReaderFree(up->reader);
-    up->reader = redisReaderCreate();
-    if (!up->reader) {
-        jw_error(MOD, "out of memory creating a reader");
-        abort();
-    }
-    up->bev = bufferevent_socket_new(up->base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (!up->bev) {
-        jw_error(MOD, "cannot create a bufferevent");
-        abort();
-    }
-    bufferevent_setcb(up->bev, on_read, NULL, on_bev_event, up);
-    bufferevent_enable(up->bev, EV_READ | EV_WRITE);
-    set_state(up, JW_LINK_CONNECTING, NULL);
-    arm_deadline(up, c->redis_connect_timeout_ms);
-
-    union {
-        struct sockaddr sa;
-        struct sockaddr_in in4;
-        struct sockaddr_in6 in6;
-    } addr;
-    memset(&addr, 0, sizeof addr);
-    int rc;
-    if (inet_pton(AF_INET, c->redis_host, &addr.in4.sin_addr) == 1) {
-        addr.in4.sin_family = AF_INET;
-        addr.in4.sin_port = htons((uint16_t)c->redis_port);
-        rc = bufferevent_socket_connect(up->bev, &addr.sa, sizeof addr.in4);
-    } else if (inet_pton(AF_INET6, c->redis_host, &addr.in6.sin6_addr) == 1) {
-        addr.in6.sin6_family = AF_INET6;
-        addr.in6.sin6_port = htons((uint16_t)c->redis_port);
-        rc = bufferevent_socket_connect(up->bev, &addr.sa, sizeof addr.in6);
-    } else {
-        if (!up->dns)
-            up->dns = evdns_base_new(up->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
-        if (!up->dns) {
-            link_fail(up, R_CONNECT_FAILED, "cannot initialise the DNS resolver");
-            return;
-        }
-        rc = bufferevent_socket_connect_hostname(up->bev, up->dns, AF_UNSPEC, c->redis_host,
-                                                 c->redis_port);
-    }
-    /* An immediate failure has usually been reported through on_bev_event already; link_fail
-     * ignores the second report. */
-    if (rc < 0)
-        link_fail(up, R_CONNECT_FAILED, "connect() failed at once");
 }
 
 static void *
 thread_main(void *arg)
 {
     struct jw_upstream *up = arg;
-    start_connect(up);
+    jw_redislink_connect(&up->sub);
+    jw_redislink_connect(&up->cmd);
     /* NO_EXIT_ON_EMPTY: only on_stop ends the loop, whatever is pending. */
     event_base_loop(up->base, EVLOOP_NO_EXIT_ON_EMPTY);
-    link_close(up);
-    if (up->dns) {
-        evdns_base_free(up->dns, 0);
-        up->dns = NULL;
-    }
+    jw_redislink_shutdown(&up->sub);
+    jw_redislink_shutdown(&up->cmd);
     return NULL;
 }
 
@@ -579,13 +548,12 @@ jw_upstream_new(const struct jw_config *cfg, const struct jw_upstream_hooks *hoo
     up->cfg = cfg;
     if (hooks)
         up->hooks = *hooks;
-    atomic_init(&up->state, JW_LINK_IDLE);
     up->rules.prefix = cfg->channel_prefix;
     up->rules.max_payload_bytes = cfg->max_payload_bytes;
-    up->reply_limit = cfg->max_payload_bytes + REPLY_SLACK;
-    uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)up;
-    jw_backoff_init(&up->backoff, (uint32_t)cfg->reconnect_initial_ms,
-                    (uint32_t)cfg->reconnect_max_ms, cfg->reconnect_multiplier, seed);
+    size_t reply_limit = cfg->max_payload_bytes + REPLY_SLACK;
+    jw_redislink_init(&up->sub, cfg, &sub_role, up, reply_limit);
+    jw_redislink_init(&up->cmd, cfg, &cmd_role, up, reply_limit);
+    pthread_mutex_init(&up->mu, NULL);
     return up;
 }
 
@@ -600,15 +568,27 @@ jw_upstream_start(struct jw_upstream *up)
     if (!up->base)
         return -ENOMEM;
     up->stop_ev = event_new(up->base, -1, 0, on_stop, up);
-    up->deadline = evtimer_new(up->base, on_deadline, up);
-    up->ping = event_new(up->base, -1, EV_PERSIST, on_ping, up);
-    up->retry = evtimer_new(up->base, on_retry, up);
-    if (!up->stop_ev || !up->deadline || !up->ping || !up->retry)
+    up->submit_ev = event_new(up->base, -1, 0, on_submit, up);
+    if (!up->stop_ev || !up->submit_ev)
         return -ENOMEM; /* the events are freed by jw_upstream_free */
-    up->down_since_ms = now_ms();
-    int rc = pthread_create(&up->thread, NULL, thread_main, up);
-    if (rc != 0)
+    int rc = jw_redislink_attach(&up->sub, up->base);
+    if (rc == 0)
+        rc = jw_redislink_attach(&up->cmd, up->base);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&up->mu);
+    up->accepting = true;
+    pthread_mutex_unlock(&up->mu);
+    rc = pthread_create(&up->thread, NULL, thread_main, up);
+    if (rc != 0) {
+        pthread_mutex_lock(&up->mu);
+        up->accepting = false;
+        struct jw_redis_request *queued = up->q_head;
+        up->q_head = up->q_tail = NULL;
+        pthread_mutex_unlock(&up->mu);
+        finish_list(up, queued, -ECANCELED);
         return -rc;
+    }
     up->started = true;
     return 0;
 }
@@ -617,8 +597,11 @@ void
 jw_upstream_stop(struct jw_upstream *up)
 {
     if (!up->started || up->joined) {
-        if (jw_upstream_state(up) != JW_LINK_STOPPED)
-            set_state(up, JW_LINK_STOPPED, R_STOPPED);
+        /* Nothing runs and nothing is pending: submissions are refused at once. */
+        if (jw_redislink_state(&up->sub) != JW_LINK_STOPPED)
+            jw_redislink_set_state(&up->sub, JW_LINK_STOPPED, R_STOPPED);
+        if (jw_redislink_state(&up->cmd) != JW_LINK_STOPPED)
+            jw_redislink_set_state(&up->cmd, JW_LINK_STOPPED, R_STOPPED);
         return;
     }
     event_active(up->stop_ev, EV_READ, 0); /* thread-safe: the base has evthread locks */
@@ -632,13 +615,14 @@ jw_upstream_free(struct jw_upstream *up)
     if (!up)
         return;
     jw_upstream_stop(up);
-    struct event *evs[] = {up->stop_ev, up->deadline, up->ping, up->retry};
-    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
-        if (evs[i])
-            event_free(evs[i]);
-    if (up->reader)
-        redisReaderFree(up->reader);
+    if (up->stop_ev)
+        event_free(up->stop_ev);
+    if (up->submit_ev)
+        event_free(up->submit_ev);
+    jw_redislink_free(&up->sub);
+    jw_redislink_free(&up->cmd);
     if (up->base)
         event_base_free(up->base);
+    pthread_mutex_destroy(&up->mu);
     free(up);
 }

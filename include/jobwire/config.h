@@ -28,6 +28,34 @@ struct jw_config {
     int client_max_subscriptions;     /* job subscriptions per connection; 256; 1..100000 */
     bool dev_auth; /* dev_auth; false. Development only: trust ?user=&admin= on connect */
 
+    /* authentication (JWT, see docs/SECURITY.md; verified by auth.c) */
+    char *jwt_secret;      /* jwt_secret, JWT_SECRET; "" (HS256 off). Secret; >= 32 bytes */
+    char *jwt_secret_file; /* ""; read by jw_config_finish() into jwt_secret, newline stripped */
+    bool jwt_secret_from_file; /* derived: jwt_secret came from jwt_secret_file */
+    char *jwt_public_keys[JW_CONFIG_MAX_PATTERNS]; /* "" ; `kid=path` or `path`, RS256/ES256 */
+    size_t jwt_npublic_keys;
+    char *jwt_issuer;              /* ""; required `iss` when set */
+    char *jwt_audience;            /* ""; required in `aud` (string or array) when set */
+    int jwt_leeway_seconds;        /* 30; 0..600: clock skew allowed on exp and nbf */
+    char *jwt_user_claim;          /* "sub" */
+    char *jwt_role_claim;          /* "roles"; "" = no admin by token */
+    char *jwt_admin_role;          /* "admin" */
+    bool auth_allow_query_token;   /* false: accept ?token= on the upgrade request */
+    int auth_timeout_ms;           /* 10000; 100..600000: time to authenticate */
+    char *revocation_key_template; /* "token:blacklist:{jti}" */
+    char *revocation_fail;         /* "closed"|"open": Redis cannot answer a revocation check */
+    bool revocation_fail_open;     /* derived from revocation_fail by jw_config_finish() */
+    char *job_owner_key_template;  /* "ai:job:{jobId}" */
+    char *job_owner_field;         /* "userId" */
+    char *allowed_origins[JW_CONFIG_MAX_PATTERNS]; /* ""; Origin allowlist, none = any */
+    size_t allowed_norigins;
+    char *trusted_proxies[JW_CONFIG_MAX_PATTERNS]; /* ""; IPv4/IPv6 CIDRs allowed to set XFF */
+    size_t trusted_nproxies;
+    int max_connections_per_ip;         /* 100; 0 = unlimited */
+    int max_connections_per_user;       /* 20; 0 = unlimited */
+    int client_max_messages_per_second; /* 20; 1..10000: token bucket rate */
+    int client_message_burst;           /* 40; 1..100000: token bucket size */
+
     /* Redis side */
     char *redis_url;      /* redis_url, REDIS_URL; "" (then host/port below). redis://[user:pass@]host:port */
     char *redis_host;     /* redis_host, REDIS_HOST; "127.0.0.1" */
@@ -49,6 +77,7 @@ struct jw_config {
     size_t inbox_max_events;         /* 65536; 16..10000000 */
 
     enum jw_log_level log_level; /* log_level, JOBWIRE_LOG_LEVEL; info; debug|info|warn|error */
+    enum jw_log_format log_format; /* log_format, JOBWIRE_LOG_FORMAT; text; text|json */
 };
 
 void jw_config_defaults(struct jw_config *c);

@@ -18,6 +18,7 @@
 #include <stddef.h>
 
 #include "jobwire/frame.h"
+#include "jobwire/inbox.h"
 
 enum jw_kind {
     JW_KIND_STATUS = 0,
@@ -42,7 +43,7 @@ enum jw_event_verdict {
 };
 
 struct jw_event {
-    struct jw_event *next; /* link for the inbox; owned by whoever holds the event */
+    struct jw_msg msg; /* first: type JW_MSG_EVENT, the inbox link */
     enum jw_kind kind;
     char *job_id;
     char *user_id; /* NULL when the payload names no user */
@@ -59,6 +60,12 @@ enum jw_event_verdict jw_event_parse(const struct jw_event_rules *rules, const c
                                      size_t channel_len, const char *payload, size_t payload_len,
                                      struct jw_event **out);
 void jw_event_free(struct jw_event *ev);
+/* The event a JW_MSG_EVENT message is embedded in. */
+static inline struct jw_event *
+jw_event_of(struct jw_msg *msg)
+{
+    return (struct jw_event *)msg;
+}
 
 const char *jw_kind_name(enum jw_kind kind);
 /* Maps "status" etc. to a kind; JW_KIND_OTHER for anything else. */

@@ -22,12 +22,13 @@
 
 struct jw_frame {
     uint32_t refs;
-    uint32_t stamped; /* 1: text ends with "seq": and needs jw_frame_stamp() */
-    size_t len;       /* text length, without the stamp */
+    uint32_t stamped;   /* 1: text ends with "seq": and needs jw_frame_stamp() */
+    size_t len;         /* text length, without the stamp */
+    uint64_t origin_ns; /* CLOCK_MONOTONIC when the event was read from Redis; 0 = control */
     unsigned char mem[];
 };
 
-/* Builds a frame holding a copy of `text`; refs == 1. */
+/* Builds a frame holding a copy of `text`; refs == 1, origin_ns == 0. */
 struct jw_frame *jw_frame_new(const char *text, size_t len, int stamped);
 extern const size_t JW_FRAME_HEAD; /* LWS_PRE, exported so that non-lws code can build frames */
 
@@ -39,6 +40,7 @@ jw_frame_text(struct jw_frame *f)
 /* Completes a stamped frame for one recipient; returns the length to write. Unstamped frames
  * return their length unchanged. */
 size_t jw_frame_stamp(struct jw_frame *f, uint64_t seq);
+uint64_t jw_monotonic_ns(void);
 /* Bytes this frame accounts for in a client's queue. */
 static inline size_t
 jw_frame_cost(const struct jw_frame *f)

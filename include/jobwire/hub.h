@@ -57,6 +57,8 @@ void jw_hub_leave(struct jw_hub *hub, struct jw_member *m);
 /* Returns 0 when added, 1 when it existed (its kinds are replaced), -ENOSPC past `max_subs`. */
 int jw_hub_subscribe_job(struct jw_hub *hub, struct jw_member *m, const char *job_id,
                          unsigned kinds, size_t max_subs) __attribute__((warn_unused_result));
+/* 1 when `m` holds a subscription to the job. */
+int jw_hub_is_subscribed(const struct jw_hub *hub, const struct jw_member *m, const char *job_id);
 /* Returns 0, or -ENOENT when `m` was not subscribed to the job. */
 int jw_hub_unsubscribe_job(struct jw_hub *hub, struct jw_member *m, const char *job_id);
 /* kinds == 0 turns the scope off. */

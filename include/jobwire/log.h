@@ -1,15 +1,25 @@
 /*
- * Logging: one line per event on stderr, safe to call from any thread. Secrets (passwords,
- * tokens) must never be passed to these functions.
+ * Logging: one line per event, safe to call from any thread. Two formats: text for a terminal
+ * ("2026-11-23T05:00:00.123Z INFO  upstream: message") and JSON for log collectors
+ * ({"ts":"…","level":"info","module":"upstream","msg":"…"}). Secrets (passwords, tokens) must
+ * never be passed to these functions.
  */
 #ifndef JOBWIRE_LOG_H
 #define JOBWIRE_LOG_H
 
+#include <stdio.h>
+
 enum jw_log_level { JW_LOG_DEBUG = 0, JW_LOG_INFO, JW_LOG_WARN, JW_LOG_ERROR };
+enum jw_log_format { JW_LOG_FORMAT_TEXT = 0, JW_LOG_FORMAT_JSON };
 
 void jw_log_set_level(enum jw_log_level level);
+void jw_log_set_format(enum jw_log_format format);
+/* Where lines go; NULL (the default) means stderr. The stream is not owned. Call it before other
+ * threads log (start-up, tests): the pointer is not synchronised with jw_log(). */
+void jw_log_set_output(FILE *out);
 int jw_log_enabled(enum jw_log_level level);
-/* `module` is a short tag such as "upstream" or "gateway". */
+/* `module` is a short tag such as "upstream" or "gateway". The formatted message may contain any
+ * bytes: control characters are escaped so that one call is always exactly one line. */
 void jw_log(enum jw_log_level level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

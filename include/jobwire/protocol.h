@@ -35,8 +35,8 @@ struct jw_cmd {
 #define JW_ERR_FORBIDDEN "forbidden"
 
 struct jw_cmd_error {
-    const char *code;    /* one of JW_ERR_* */
-    char message[160];   /* human-readable, never echoes more than a short prefix of input */
+    const char *code;  /* one of JW_ERR_* */
+    char message[160]; /* human-readable, never echoes more than a short prefix of input */
     char id[JW_REQUEST_ID_MAX + 1]; /* request id when it could be read, else "" */
 };
 

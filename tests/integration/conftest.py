@@ -47,6 +47,7 @@ def daemon_env():
 
 
 _used_ports = set()
+_open_clients = []  # WsClients of the running async test, closed when it ends
 
 
 def free_port():
@@ -170,8 +171,9 @@ def parse_metrics(text):
 class WsClient:
     """One protocol client. Events that arrive while waiting for a reply are kept in order."""
 
-    def __init__(self, ws, welcome, name):
+    def __init__(self, ws, welcome, name, diag=None):
         self.ws = ws
+        self.diag = diag  # returns extra text for timeout messages
         self.welcome = welcome
         self.name = name
         self.events = deque()
@@ -179,7 +181,17 @@ class WsClient:
         self._ids = 0
 
     async def recv_json(self, timeout=WAIT):
-        raw = await asyncio.wait_for(self.ws.recv(), timeout)
+        try:
+            raw = await asyncio.wait_for(self.ws.recv(), timeout)
+        except asyncio.TimeoutError:
+            extra = ""
+            if self.diag is not None:
+                try:
+                    extra = "\n" + self.diag()
+                except Exception as exc:  # noqa: BLE001
+                    extra = f"\n(diagnostics failed: {exc!r})"
+            raise AssertionError(f"{self.name}: nothing received within {timeout:.1f}s"
+                                 f"{extra}") from None
         assert isinstance(raw, str), f"{self.name}: server sent a binary frame: {raw!r}"
         msg = json.loads(raw)
         assert isinstance(msg, dict) and isinstance(msg.get("type"), str), \
@@ -255,9 +267,10 @@ class WsClient:
         """Nothing at all arrives for `duration` seconds. Prefer expect_marker_first()."""
         assert not self.events, f"{self.name}: unexpected event {self.events[0]}"
         try:
-            msg = await self.recv_json(duration)
+            raw = await asyncio.wait_for(self.ws.recv(), duration)
         except asyncio.TimeoutError:
             return
+        msg = json.loads(raw)
         raise AssertionError(f"{self.name}: expected nothing, got {msg}")
 
     async def expect_marker_first(self, publish_marker, marker_job, timeout=WAIT):
@@ -395,10 +408,21 @@ class Jobwire:
 
     async def client(self, user="alice", admin=False, name=None):
         ws = await ws_connect(ws_url(self.port, user, admin))
-        c = WsClient(ws, None, name or user)
+        c = WsClient(ws, None, name or user, diag=self.diagnostics)
+        _open_clients.append(c)
         c.welcome = await c.recv_json()
         assert c.welcome.get("type") == "welcome", f"first message is not welcome: {c.welcome}"
         return c
+
+    def diagnostics(self):
+        """Event counters from /metrics, for timeout messages."""
+        lines = []
+        for (name, labels), v in sorted(self.metrics().items(), key=str):
+            if name.startswith(("jobwire_events", "jobwire_deliver", "jobwire_inbox",
+                                "jobwire_upstream", "jobwire_connections")):
+                lab = ",".join(f'{k}="{x}"' for k, x in sorted(labels))
+                lines.append(f"  {name}{{{lab}}} {v:g}")
+        return "metrics now:\n" + "\n".join(lines)
 
     def read_log(self):
         with open(self.log, "r", errors="replace") as f:
@@ -471,6 +495,15 @@ def async_test(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         async def bounded():
-            return await asyncio.wait_for(fn(*args, **kwargs), 60)
+            try:
+                return await asyncio.wait_for(fn(*args, **kwargs), 60)
+            finally:
+                clients = list(_open_clients)
+                _open_clients.clear()
+                for c in clients:  # a clean close handshake, so nothing waits on a timeout
+                    try:
+                        await asyncio.wait_for(c.ws.close(), 5)
+                    except Exception:  # noqa: BLE001 - the test's own result matters
+                        pass
         return asyncio.run(bounded())
     return wrapper

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import async_test
+from conftest import WsClient, _open_clients, async_test, ws_connect, ws_url
 
 
 def good(jw, job="job_1", user="alice", **extra):
@@ -115,3 +115,28 @@ async def test_starts_without_redis(jw, redis_server):
     jw.wait_status("/readyz", 200)
     good(jw)()
     assert (await alice.expect_event())["jobId"] == "job_1"
+
+
+@pytest.mark.jwconfig(client_queue_max_bytes=65536)
+@async_test
+async def test_slow_consumer_closed_4008(jw):
+    fast = await jw.client("alice", name="fast")
+    await fast.subscribe(jobs=["job_1"])
+    # A client that stops reading (small buffers, transport paused): the server's queue grows.
+    ws = await ws_connect(ws_url(jw.port, "alice"), max_queue=1, read_limit=1024,
+                          write_limit=1024)
+    slow = WsClient(ws, None, "slow")
+    _open_clients.append(slow)
+    slow.welcome = await slow.recv_json()
+    await slow.subscribe(jobs=["job_1"])
+    slow.ws.transport.pause_reading()
+
+    pad = "x" * 30000
+    n = 300  # ~9 MB: more than the kernel's socket buffers and the 64 KiB queue limit
+    for i in range(n):  # the reading client gets everything, the other one is cut off
+        jw.publish("ai:job:progress:job_1", {"jobId": "job_1", "userId": "alice", "i": i,
+                                              "pad": pad})
+        assert (await fast.expect_event())["payload"]["i"] == i
+    slow.ws.transport.resume_reading()
+    assert await slow.expect_closed() == 4008
+    await fast.ping()

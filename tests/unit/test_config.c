@@ -31,6 +31,27 @@ static const char *const keys[] = {
     "client_max_message_bytes",
     "client_max_subscriptions",
     "dev_auth",
+    "jwt_secret",
+    "jwt_secret_file",
+    "jwt_public_keys",
+    "jwt_issuer",
+    "jwt_audience",
+    "jwt_leeway_seconds",
+    "jwt_user_claim",
+    "jwt_role_claim",
+    "jwt_admin_role",
+    "auth_allow_query_token",
+    "auth_timeout_ms",
+    "revocation_key_template",
+    "revocation_fail",
+    "job_owner_key_template",
+    "job_owner_field",
+    "allowed_origins",
+    "trusted_proxies",
+    "max_connections_per_ip",
+    "max_connections_per_user",
+    "client_max_messages_per_second",
+    "client_message_burst",
     "redis_url",
     "redis_host",
     "redis_port",
@@ -48,11 +69,12 @@ static const char *const keys[] = {
     "max_payload_bytes",
     "inbox_max_events",
     "log_level",
+    "log_format",
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
-static const char *const aliases[] = {"REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_USERNAME",
-                                      "REDIS_PASSWORD"};
+static const char *const aliases[] = {"REDIS_URL",      "REDIS_HOST",     "REDIS_PORT",
+                                      "REDIS_USERNAME", "REDIS_PASSWORD", "JWT_SECRET"};
 
 static void
 env_var(const char *key, char *buf, size_t len)

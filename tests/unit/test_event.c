@@ -59,8 +59,10 @@ test_each_kind(void **state)
     static const struct {
         const char *channel;
         enum jw_kind kind;
-    } cases[] = {{"ai:job:status:j", JW_KIND_STATUS},     {"ai:job:progress:j", JW_KIND_PROGRESS},
-                 {"ai:job:complete:j", JW_KIND_COMPLETE}, {"ai:job:error:j", JW_KIND_ERROR},
+    } cases[] = {{"ai:job:status:j", JW_KIND_STATUS},
+                 {"ai:job:progress:j", JW_KIND_PROGRESS},
+                 {"ai:job:complete:j", JW_KIND_COMPLETE},
+                 {"ai:job:error:j", JW_KIND_ERROR},
                  {"ai:job:result:j", JW_KIND_OTHER}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct jw_event *ev;
@@ -157,8 +159,7 @@ test_frame_escapes_ids(void **state)
 {
     (void)state;
     struct jw_event *ev;
-    assert_int_equal(parse("ai:job:status:q\"uote\\", "{\"userId\":\"u\\\"x\"}", &ev),
-                     JW_EVENT_OK);
+    assert_int_equal(parse("ai:job:status:q\"uote\\", "{\"userId\":\"u\\\"x\"}", &ev), JW_EVENT_OK);
     json_t *f = frame_json(ev, 4294967296123ULL);
     assert_string_equal(json_string_value(json_object_get(f, "jobId")), "q\"uote\\");
     assert_string_equal(json_string_value(json_object_get(f, "userId")), "u\"x");

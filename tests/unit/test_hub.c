@@ -127,6 +127,8 @@ test_limit_and_unsubscribe(void **state)
     assert_int_equal(jw_hub_subscribe_job(hub, &a, "j1", JW_KINDS_ALL, 2), 0);
     assert_int_equal(jw_hub_subscribe_job(hub, &a, "j2", JW_KINDS_ALL, 2), 0);
     assert_int_equal(jw_hub_subscribe_job(hub, &a, "j3", JW_KINDS_ALL, 2), -ENOSPC);
+    assert_true(jw_hub_is_subscribed(hub, &a, "j2"));
+    assert_false(jw_hub_is_subscribed(hub, &a, "j3"));
     assert_int_equal(jw_hub_job_count(hub), 2);
     assert_int_equal(jw_hub_unsubscribe_job(hub, &a, "j1"), 0);
     assert_int_equal(jw_hub_unsubscribe_job(hub, &a, "j1"), -ENOENT);

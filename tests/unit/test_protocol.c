@@ -122,7 +122,8 @@ test_malformed(void **state)
     expect_error("{\"type\":\"subscribe\",\"jobs\":[\"a\\u0007\"]}", JW_ERR_BAD_JOB_ID);
     expect_error("{\"type\":\"subscribe\",\"jobs\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}",
                  JW_ERR_TOO_MANY_JOBS);
-    expect_error("{\"type\":\"subscribe\",\"jobs\":[\"a\"],\"kinds\":[\"bogus\"]}", JW_ERR_BAD_KIND);
+    expect_error("{\"type\":\"subscribe\",\"jobs\":[\"a\"],\"kinds\":[\"bogus\"]}",
+                 JW_ERR_BAD_KIND);
     expect_error("{\"type\":\"subscribe\",\"jobs\":[\"a\"],\"kinds\":[]}", JW_ERR_BAD_REQUEST);
     expect_error("{\"type\":\"ping\",\"id\":{}}", JW_ERR_BAD_REQUEST);
 

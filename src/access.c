@@ -1,0 +1,208 @@
+/*
+ * Client admission rules (see access.h).
+ */
+#include "jobwire/access.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "jobwire/alloc.h"
+#include "jobwire/dict.h"
+
+static int
+parse_ip(const char *text, int *family, uint8_t addr[16])
+{
+    memset(addr, 0, 16);
+    if (inet_pton(AF_INET, text, addr) == 1) {
+        *family = AF_INET;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, text, addr) == 1) {
+        *family = AF_INET6;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+int
+jw_cidr_parse(const char *text, struct jw_cidr *out)
+{
+    char ip[64];
+    const char *slash = strchr(text, '/');
+    size_t len = slash ? (size_t)(slash - text) : strlen(text);
+    if (len == 0 || len >= sizeof(ip))
+        return -EINVAL;
+    memcpy(ip, text, len);
+    ip[len] = '\0';
+    if (parse_ip(ip, &out->family, out->addr) < 0)
+        return -EINVAL;
+    unsigned max = out->family == AF_INET ? 32 : 128;
+    out->prefix = max;
+    if (slash) {
+        char *end;
+        unsigned long p = strtoul(slash + 1, &end, 10);
+        if (slash[1] == '\0' || *end != '\0' || p > max)
+            return -EINVAL;
+        out->prefix = (unsigned)p;
+    }
+    return 0;
+}
+
+static int
+cidr_match(const struct jw_cidr *c, int family, const uint8_t addr[16])
+{
+    if (c->family != family)
+        return 0;
+    unsigned whole = c->prefix / 8, rest = c->prefix % 8;
+    if (memcmp(c->addr, addr, whole) != 0)
+        return 0;
+    if (!rest)
+        return 1;
+    uint8_t mask = (uint8_t)(0xff << (8 - rest));
+    return (c->addr[whole] & mask) == (addr[whole] & mask);
+}
+
+int
+jw_cidr_list_contains(const struct jw_cidr *list, size_t n, const char *ip)
+{
+    int family;
+    uint8_t addr[16];
+    if (parse_ip(ip, &family, addr) < 0)
+        return 0;
+    /* An IPv4-mapped IPv6 peer (::ffff:a.b.c.d) is matched as IPv4. */
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (family == AF_INET6 && memcmp(addr, mapped, 12) == 0) {
+        memmove(addr, addr + 12, 4);
+        memset(addr + 4, 0, 12);
+        family = AF_INET;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (cidr_match(&list[i], family, addr))
+            return 1;
+    return 0;
+}
+
+/* Copies the trimmed entry [start, end) of a comma list into out; 0 when it is not an address. */
+static int
+xff_entry(const char *start, const char *end, char *out, size_t out_size)
+{
+    while (start < end && (*start == ' ' || *start == '\t'))
+        start++;
+    while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    size_t len = (size_t)(end - start);
+    if (len == 0 || len >= out_size)
+        return 0;
+    memcpy(out, start, len);
+    out[len] = '\0';
+    int family;
+    uint8_t addr[16];
+    return parse_ip(out, &family, addr) == 0;
+}
+
+void
+jw_client_address(const char *peer, const char *xff, const struct jw_cidr *trusted, size_t ntrusted,
+                  char *out, size_t out_size)
+{
+    snprintf(out, out_size, "%s", peer);
+    if (!xff || !ntrusted || !jw_cidr_list_contains(trusted, ntrusted, peer))
+        return;
+    /* Walk right to left: each hop was appended by the proxy in front of it. */
+    const char *end = xff + strlen(xff);
+    char entry[64];
+    while (end > xff) {
+        const char *comma = end;
+        while (comma > xff && comma[-1] != ',')
+            comma--;
+        if (!xff_entry(comma, end, entry, sizeof(entry)))
+            return;
+        snprintf(out, out_size, "%s", entry);
+        if (!jw_cidr_list_contains(trusted, ntrusted, entry))
+            return;
+        end = comma > xff ? comma - 1 : xff;
+    }
+}
+
+int
+jw_origin_allowed(const char *origin, char *const *allowed, size_t nallowed)
+{
+    if (!nallowed || !origin)
+        return 1;
+    for (size_t i = 0; i < nallowed; i++)
+        if (strcasecmp(origin, allowed[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* Counts are stored in the dict's value pointer; a key with count 0 is removed. */
+struct jw_counts {
+    struct jw_dict *d;
+};
+
+struct jw_counts *
+jw_counts_new(void)
+{
+    struct jw_counts *c = jw_malloc(sizeof(*c));
+    c->d = jw_dict_new();
+    return c;
+}
+
+void
+jw_counts_free(struct jw_counts *c)
+{
+    if (!c)
+        return;
+    jw_dict_free(c->d);
+    free(c);
+}
+
+unsigned
+jw_counts_get(const struct jw_counts *c, const char *key)
+{
+    return (unsigned)(uintptr_t)jw_dict_get(c->d, key);
+}
+
+int
+jw_counts_acquire(struct jw_counts *c, const char *key, unsigned max)
+{
+    unsigned n = jw_counts_get(c, key);
+    if (max && n >= max)
+        return -EBUSY;
+    jw_dict_set(c->d, key, (void *)(uintptr_t)(n + 1));
+    return 0;
+}
+
+void
+jw_counts_release(struct jw_counts *c, const char *key)
+{
+    unsigned n = jw_counts_get(c, key);
+    if (n <= 1)
+        jw_dict_del(c->d, key);
+    else
+        jw_dict_set(c->d, key, (void *)(uintptr_t)(n - 1));
+}
+
+void
+jw_bucket_init(struct jw_bucket *b, unsigned burst, uint64_t now_ms)
+{
+    b->tokens_milli = burst * 1000u;
+    b->last_ms = now_ms;
+}
+
+int
+jw_bucket_take(struct jw_bucket *b, unsigned rate, unsigned burst, uint64_t now_ms)
+{
+    uint64_t cap = (uint64_t)burst * 1000u;
+    uint64_t elapsed = now_ms > b->last_ms ? now_ms - b->last_ms : 0;
+    uint64_t tokens = b->tokens_milli + elapsed * rate; /* rate per s = rate milli-tokens per ms */
+    b->tokens_milli = (uint32_t)(tokens > cap ? cap : tokens);
+    b->last_ms = now_ms;
+    if (b->tokens_milli < 1000)
+        return 0;
+    b->tokens_milli -= 1000;
+    return 1;
+}
