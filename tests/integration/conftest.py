@@ -92,10 +92,11 @@ def tail(path, lines=60):
 
 
 class RedisServer:
-    def __init__(self, workdir, port=None):
+    def __init__(self, workdir, port=None, password=None):
         self.dir = os.path.join(str(workdir), "redis")
         os.makedirs(self.dir, exist_ok=True)
         self.port = port or free_port()
+        self.password = password
         self.proc = None
         self.log = os.path.join(self.dir, "redis.log")
 
@@ -104,7 +105,8 @@ class RedisServer:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", self.dir, "--daemonize", "no"],
+                 "--appendonly", "no", "--dir", self.dir, "--daemonize", "no"]
+                + (["--requirepass", self.password] if self.password else []),
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         wait_for(self.ping, what=f"redis-server PING on port {self.port}")
         return self
@@ -115,8 +117,8 @@ class RedisServer:
         return self.client().ping()
 
     def client(self):
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5,
-                           socket_connect_timeout=5)
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
+                           socket_timeout=5, socket_connect_timeout=5)
 
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)
