@@ -14,6 +14,8 @@
  */
 #include "jobwire/config.h"
 
+#include "jobwire/access.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -687,35 +689,6 @@ replace(char **dst, char *src)
     *dst = src;
 }
 
-/* An IPv4/IPv6 address, optionally with a /prefix no longer than the address. */
-static bool
-valid_cidr(const char *s)
-{
-    unsigned char buf[16];
-    char addr[64];
-    const char *slash = strchr(s, '/');
-    size_t alen = slash ? (size_t)(slash - s) : strlen(s);
-    int family, bits;
-
-    if (alen == 0 || alen >= sizeof addr)
-        return false;
-    memcpy(addr, s, alen);
-    addr[alen] = '\0';
-    if (inet_pton(AF_INET, addr, buf) == 1)
-        family = 32;
-    else if (inet_pton(AF_INET6, addr, buf) == 1)
-        family = 128;
-    else
-        return false;
-    if (slash == NULL)
-        return true;
-    if (slash[1] == '\0' || strspn(slash + 1, "0123456789") != strlen(slash + 1) ||
-        strlen(slash + 1) > 3)
-        return false;
-    bits = atoi(slash + 1);
-    return bits <= family;
-}
-
 /* jwt_secret_file into jwt_secret: at most 4 KiB, no NUL, trailing CR/LF stripped. */
 static int
 load_secret_file(struct jw_config *c, char *err, size_t errlen)
@@ -773,8 +746,9 @@ finish_auth(struct jw_config *c, char *err, size_t errlen)
         return fail(err, errlen, "job_owner_key_template: must contain {jobId}");
     if (c->job_owner_field[0] == '\0')
         return fail(err, errlen, "job_owner_field: must not be empty");
+    struct jw_cidr cidr;
     for (size_t i = 0; i < c->trusted_nproxies; i++)
-        if (!valid_cidr(c->trusted_proxies[i]))
+        if (jw_cidr_parse(c->trusted_proxies[i], &cidr) != 0)
             return fail(err, errlen,
                         "trusted_proxies: '%.100s' is not an IPv4/IPv6 address or CIDR",
                         c->trusted_proxies[i]);
@@ -783,6 +757,9 @@ finish_auth(struct jw_config *c, char *err, size_t errlen)
             return fail(err, errlen,
                         "allowed_origins: '%.100s' is not an origin (scheme://host[:port])",
                         c->allowed_origins[i]);
+    if (c->dev_auth && ((c->jwt_secret && c->jwt_secret[0]) || c->jwt_npublic_keys))
+        return fail(err, errlen, "dev_auth: cannot be combined with JWT keys (jwt_secret, "
+                                 "jwt_public_keys); dev_auth is for development only");
     return 0;
 }
 

@@ -16,11 +16,13 @@
 #include <time.h>
 
 #include "jobwire/alloc.h"
+#include "jobwire/auth.h"
 #include "jobwire/buf.h"
 #include "jobwire/hub.h"
 #include "jobwire/inbox.h"
 #include "jobwire/log.h"
 #include "jobwire/metrics.h"
+#include "jobwire/rediscmd.h"
 #include "jobwire/session.h"
 
 enum { PROTO_HTTP = 0, PROTO_WS, PROTO_COUNT };
@@ -33,6 +35,7 @@ struct jw_gateway {
     struct lws_context *ctx;
     struct jw_inbox *inbox;
     struct jw_session_env env;
+    struct jw_auth *auth;
     _Atomic int stop_requested;
     _Atomic int link_state;
     /* lws keeps pointers to these for the life of the context */
@@ -73,6 +76,7 @@ dispose_msg(struct jw_msg *msg)
         jw_event_free(jw_event_of(msg));
         break;
     case JW_MSG_REDIS_REPLY:
+        jw_redis_request_free(jw_redis_request_of(msg));
         break;
     }
 }
@@ -88,7 +92,7 @@ drain_inbox(struct jw_gateway *gw)
             route_event(gw, jw_event_of(msg));
             break;
         case JW_MSG_REDIS_REPLY:
-            dispose_msg(msg);
+            jw_redis_request_complete(jw_redis_request_of(msg));
             break;
         }
         msg = next;
@@ -175,23 +179,23 @@ on_http_writeable(struct lws *wsi, struct http_reply *reply)
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-/* Refuses an upgrade that is not to WS_PATH or has no valid principal, with a status code. */
+/* Refuses an upgrade that is not to WS_PATH or that admission turns down, with a status. */
 static int
 on_confirm_upgrade(struct lws *wsi)
 {
     struct jw_gateway *gw = gateway_of(wsi);
-    char path[64], user[JW_ID_MAX + 1];
-    int admin;
+    char path[64];
     const char *why = NULL;
     if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0 ||
         strcmp(path, WS_PATH) != 0) {
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "WebSocket endpoint is " WS_PATH);
         return 1;
     }
-    if (jw_session_authenticate(&gw->env, wsi, user, sizeof(user), &admin, &why) < 0) {
+    unsigned status = jw_session_admit(&gw->env, wsi, &why);
+    if (status) {
         jw_metric_add(JW_M_CONNECTIONS_REJECTED_AUTH, 1);
-        jw_info("gateway", "refused WebSocket upgrade: %s", why);
-        lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, why);
+        jw_info("gateway", "refused WebSocket upgrade (%u): %s", status, why);
+        lws_return_http_status(wsi, status, why);
         return 1;
     }
     return 0;
@@ -229,6 +233,8 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         return jw_session_receive(user, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return jw_session_writeable(user);
+    case LWS_CALLBACK_TIMER:
+        return jw_session_timer(user);
     case LWS_CALLBACK_CLOSED:
         jw_session_closed(user);
         return 0;
@@ -274,8 +280,14 @@ jw_gateway_new(const struct jw_config *cfg)
 {
     struct jw_gateway *gw = jw_calloc(1, sizeof(*gw));
     gw->cfg = cfg;
-    gw->env.cfg = cfg;
-    gw->env.hub = jw_hub_new();
+    char err[256];
+    gw->auth = jw_auth_new(cfg, err, sizeof(err));
+    if (!gw->auth) {
+        jw_error("gateway", "cannot load the JWT keys: %s", err);
+        free(gw);
+        return NULL;
+    }
+    jw_session_env_init(&gw->env, cfg, gw->auth);
     gw->inbox = jw_inbox_new(cfg->inbox_max_events);
     atomic_store(&gw->link_state, JW_LINK_IDLE);
 
@@ -315,6 +327,7 @@ jw_gateway_new(const struct jw_config *cfg)
     info.pvo = &gw->pvo;
     info.user = gw;
     info.timeout_secs = 10;
+    info.max_http_header_data = 12288; /* room for an Authorization header with a large JWT */
 
     lws_set_log_level(LLL_ERR | LLL_WARN, on_lws_log);
     gw->ctx = lws_create_context(&info);
@@ -328,6 +341,9 @@ jw_gateway_new(const struct jw_config *cfg)
     if (cfg->dev_auth)
         jw_warn("gateway", "dev_auth is on: clients choose their own user id; never use this "
                            "in production");
+    else if (!jw_auth_enabled(gw->auth))
+        jw_warn("gateway", "no JWT key configured and dev_auth off: every WebSocket client "
+                           "will be refused");
     return gw;
 }
 
@@ -367,7 +383,8 @@ jw_gateway_free(struct jw_gateway *gw)
     if (gw->ctx)
         lws_context_destroy(gw->ctx); /* closes what is left; sessions leave the hub */
     jw_inbox_free(gw->inbox, dispose_msg);
-    jw_hub_free(gw->env.hub);
+    jw_session_env_destroy(&gw->env);
+    jw_auth_free(gw->auth);
     free(gw);
 }
 
@@ -382,6 +399,20 @@ jw_gateway_post_event(struct jw_gateway *gw, struct jw_event *ev)
     }
     if (rc == 1)
         lws_cancel_service(gw->ctx);
+}
+
+void
+jw_gateway_post_reply(struct jw_gateway *gw, struct jw_redis_request *req)
+{
+    /* Unbounded: every reply answers a request the gateway made and is waiting for. */
+    if (jw_inbox_push(gw->inbox, &req->msg, 0) == 1)
+        lws_cancel_service(gw->ctx);
+}
+
+void
+jw_gateway_attach_upstream(struct jw_gateway *gw, struct jw_upstream *up)
+{
+    gw->env.upstream = up;
 }
 
 void

@@ -34,6 +34,12 @@ on_upstream_event(void *ctx, struct jw_event *ev)
 }
 
 static void
+on_upstream_reply(void *ctx, struct jw_redis_request *req)
+{
+    jw_gateway_post_reply(ctx, req);
+}
+
+static void
 on_upstream_state(void *ctx, enum jw_link_state state, const char *reason)
 {
     (void)reason;
@@ -85,9 +91,12 @@ run(const struct jw_config *cfg)
     struct jw_gateway *gw = jw_gateway_new(cfg);
     if (!gw)
         return 1;
-    struct jw_upstream_hooks hooks = {
-        .on_event = on_upstream_event, .on_state = on_upstream_state, .ctx = gw};
+    struct jw_upstream_hooks hooks = {.on_event = on_upstream_event,
+                                      .on_reply = on_upstream_reply,
+                                      .on_state = on_upstream_state,
+                                      .ctx = gw};
     struct jw_upstream *up = jw_upstream_new(cfg, &hooks);
+    jw_gateway_attach_upstream(gw, up);
     if (jw_upstream_start(up) < 0) {
         jw_error("main", "cannot start the upstream thread");
         jw_upstream_free(up);

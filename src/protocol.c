@@ -126,12 +126,24 @@ parse_object(json_t *root, size_t max_jobs, struct jw_cmd *cmd, struct jw_cmd_er
         cmd->type = JW_CMD_PING;
         return 0;
     }
+    if (strcmp(type, "auth") == 0 || strcmp(type, "refresh") == 0) {
+        json_t *token = json_object_get(root, "token");
+        size_t len = json_string_length(token);
+        if (!json_is_string(token) || len == 0 || len > JW_TOKEN_MAX)
+            return fail(err, JW_ERR_BAD_REQUEST, "token must be a string of 1-%d bytes",
+                        JW_TOKEN_MAX);
+        cmd->type = JW_CMD_AUTH;
+        cmd->token = jw_strndup(json_string_value(token), len);
+        cmd->token_len = len;
+        return 0;
+    }
     if (strcmp(type, "subscribe") == 0)
         cmd->type = JW_CMD_SUBSCRIBE;
     else if (strcmp(type, "unsubscribe") == 0)
         cmd->type = JW_CMD_UNSUBSCRIBE;
     else
-        return fail(err, JW_ERR_UNKNOWN_TYPE, "type must be subscribe, unsubscribe or ping");
+        return fail(err, JW_ERR_UNKNOWN_TYPE,
+                    "type must be auth, refresh, subscribe, unsubscribe or ping");
     if (read_target(root, max_jobs, cmd, err) < 0)
         return -1;
     return cmd->type == JW_CMD_SUBSCRIBE ? read_kinds(root, cmd, err) : 0;
@@ -168,6 +180,11 @@ jw_cmd_clear(struct jw_cmd *cmd)
     free(cmd->jobs);
     cmd->jobs = NULL;
     cmd->njobs = 0;
+    if (cmd->token) /* tokens are credentials: wipe the copy before it goes back to malloc */
+        explicit_bzero(cmd->token, cmd->token_len);
+    free(cmd->token);
+    cmd->token = NULL;
+    cmd->token_len = 0;
 }
 
 static void
@@ -259,5 +276,17 @@ jw_reply_pong(const char *id)
 {
     struct jw_buf b;
     begin(&b, "pong", id);
+    return finish(&b);
+}
+
+struct jw_frame *
+jw_reply_auth_ack(const char *id, const char *user_id, long long expires_at)
+{
+    struct jw_buf b;
+    begin(&b, "ack", id);
+    jw_buf_append_str(&b, ",\"op\":\"auth\",\"userId\":");
+    jw_buf_append_json_string(&b, user_id, strlen(user_id));
+    jw_buf_append_str(&b, ",\"expiresAt\":");
+    jw_buf_append_u64(&b, (unsigned long long)expires_at);
     return finish(&b);
 }

@@ -9,6 +9,7 @@
 
 #include "jobwire/config.h"
 #include "jobwire/event.h"
+#include "jobwire/rediscmd.h"
 #include "jobwire/upstream.h"
 
 struct jw_gateway;
@@ -24,6 +25,10 @@ void jw_gateway_free(struct jw_gateway *gw);
 
 /* Any thread. Takes ownership of `ev`. */
 void jw_gateway_post_event(struct jw_gateway *gw, struct jw_event *ev);
+/* Any thread. Hands back a Redis request the gateway submitted (see rediscmd.h). */
+void jw_gateway_post_reply(struct jw_gateway *gw, struct jw_redis_request *req);
+/* Before jw_gateway_run(): where sessions send their Redis requests. */
+void jw_gateway_attach_upstream(struct jw_gateway *gw, struct jw_upstream *up);
 /* Any thread. Records the Redis link state for /readyz and for clients. */
 void jw_gateway_post_link_state(struct jw_gateway *gw, enum jw_link_state state);
 

@@ -13,7 +13,7 @@
 #define JW_REQUEST_ID_MAX 64
 #define JW_PROTOCOL_VERSION 1
 
-enum jw_cmd_type { JW_CMD_SUBSCRIBE = 0, JW_CMD_UNSUBSCRIBE, JW_CMD_PING };
+enum jw_cmd_type { JW_CMD_SUBSCRIBE = 0, JW_CMD_UNSUBSCRIBE, JW_CMD_PING, JW_CMD_AUTH };
 enum jw_scope { JW_SCOPE_JOBS = 0, JW_SCOPE_USER, JW_SCOPE_ALL };
 
 struct jw_cmd {
@@ -23,7 +23,11 @@ struct jw_cmd {
     char **jobs; /* JW_SCOPE_JOBS: validated job ids, owned */
     size_t njobs;
     unsigned kinds; /* bit per enum jw_kind; JW_KINDS_ALL when no filter was given */
+    char *token;    /* JW_CMD_AUTH ("auth" or "refresh"): the bearer token, owned */
+    size_t token_len;
 };
+
+#define JW_TOKEN_MAX 8192 /* longest token accepted in an auth message */
 
 /* Error codes sent in {"type":"error","code":...}; see docs/PROTOCOL.md. */
 #define JW_ERR_BAD_JSON "bad_json"
@@ -33,6 +37,9 @@ struct jw_cmd {
 #define JW_ERR_BAD_KIND "bad_kind"
 #define JW_ERR_TOO_MANY_JOBS "too_many_subscriptions"
 #define JW_ERR_FORBIDDEN "forbidden"
+#define JW_ERR_UNAUTHENTICATED "unauthenticated"
+#define JW_ERR_BAD_TOKEN "bad_token"
+#define JW_ERR_UNAVAILABLE "unavailable"
 
 struct jw_cmd_error {
     const char *code;  /* one of JW_ERR_* */
@@ -52,5 +59,7 @@ struct jw_frame *jw_reply_welcome(const char *connection_id, const char *user_id
 struct jw_frame *jw_reply_ack(const struct jw_cmd *cmd);
 struct jw_frame *jw_reply_error(const char *id, const char *code, const char *message);
 struct jw_frame *jw_reply_pong(const char *id);
+/* {"type":"ack","id":..,"op":"auth","userId":..,"expiresAt":..} after a token refresh */
+struct jw_frame *jw_reply_auth_ack(const char *id, const char *user_id, long long expires_at);
 
 #endif

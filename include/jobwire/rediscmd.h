@@ -53,5 +53,11 @@ struct jw_redis_request *jw_redis_request_new(int argc, const char **argv, const
 /* Calls req->done(req) and frees the request. Gateway thread. */
 void jw_redis_request_complete(struct jw_redis_request *req);
 void jw_redis_request_free(struct jw_redis_request *req);
+/* The request a JW_MSG_REDIS_REPLY message is embedded in. */
+static inline struct jw_redis_request *
+jw_redis_request_of(struct jw_msg *msg)
+{
+    return (struct jw_redis_request *)msg;
+}
 
 #endif

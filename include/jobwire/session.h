@@ -1,11 +1,26 @@
 /*
- * One WebSocket client: its principal, hub membership, outbound queue and sequence numbers.
- * Sessions live in the lws per-session memory of the ws protocol (lws allocates and frees it);
- * every function here runs on the gateway thread, from the gateway's lws callback.
+ * One WebSocket client: admission, authentication, its principal, hub membership, outbound
+ * queue and sequence numbers. Sessions live in the lws per-session memory of the ws protocol
+ * (lws allocates and frees it); every function here runs on the gateway thread, from the
+ * gateway's lws callback or from the completion of a Redis request.
+ *
+ * States:
+ *
+ *   ESTABLISHED ──(dev_auth, or a token in the handshake)──────────────┐
+ *        │                                                             ▼
+ *        └──> AWAIT_AUTH ──auth message──> CHECKING (revocation) ──> ACTIVE
+ *                  │ (auth_timeout_ms)          │ (revoked)            │ (exp passes, revoked
+ *                  ▼                            ▼                      ▼  refresh, limits)
+ *              close 4401                   close 4403              close 4401/4403/4429
+ *
+ * While a Redis request of the session is in flight (revocation check, job owner lookups),
+ * further client messages are held in order and applied when it completes, so a client may
+ * pipeline requests without seeing them reordered.
  *
  * Lifetime: jw_session_open() on ESTABLISHED, jw_session_closed() on CLOSED. A session is never
- * freed from inside hub routing: a session that must go is marked (`closing`), and closes itself
- * on its next WRITEABLE callback by returning -1 to lws (STYLE.md 7).
+ * freed from inside hub routing or a Redis completion: a session that must go is marked
+ * (`close_code`) and closes itself on its next WRITEABLE callback by returning -1 to lws
+ * (STYLE.md 7). Redis requests name the session by id, never by pointer (rediscmd.h).
  */
 #ifndef JOBWIRE_SESSION_H
 #define JOBWIRE_SESSION_H
@@ -13,43 +28,80 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "jobwire/access.h"
 #include "jobwire/config.h"
 #include "jobwire/hub.h"
 #include "jobwire/outq.h"
 
 struct lws;
+struct jw_upstream;
+struct jw_auth;
+struct jw_dict;
+
+/* Close codes of the protocol (docs/PROTOCOL.md). */
+#define JW_CLOSE_GOING_AWAY 1001
+#define JW_CLOSE_TRY_AGAIN 1013
+#define JW_CLOSE_SLOW_CONSUMER 4008
+#define JW_CLOSE_UNAUTHENTICATED 4401
+#define JW_CLOSE_FORBIDDEN 4403
+#define JW_CLOSE_TOO_MANY 4429
 
 /* State shared by all sessions; owned by the gateway. */
 struct jw_session_env {
     const struct jw_config *cfg;
     struct jw_hub *hub;
-    struct jw_session *all; /* every open session, for shutdown */
+    struct jw_upstream *upstream; /* where Redis requests go (rediscmd.h) */
+    const struct jw_auth *auth;   /* token verifier; disabled when no key is configured */
+    struct jw_session *all;       /* every open session, for shutdown */
+    struct jw_dict *by_id;        /* "%08x" id -> session, for Redis completions */
+    struct jw_counts *per_address;
+    struct jw_counts *per_user;
+    struct jw_cidr trusted[JW_CONFIG_MAX_PATTERNS];
+    size_t ntrusted;
     uint32_t next_id;
 };
 
+struct jw_session_op; /* private: the Redis-backed step in progress */
+struct jw_held_input; /* private: client messages held while an op runs */
+
 struct jw_session {
-    struct jw_member member; /* hub membership; member.owner == this */
+    struct jw_member member; /* hub membership, once ACTIVE; member.owner == this */
     struct jw_outq outq;
     struct lws *wsi;
     struct jw_session_env *env;
     struct jw_session *prev, *next; /* env->all */
-    char *user_id;
+    char *user_id;                  /* once ACTIVE */
+    char *address;                  /* client address, counted in env->per_address */
+    struct jw_session_op *op;
+    struct jw_held_input *held, *held_tail;
     char *partial; /* a fragmented client message being reassembled */
     size_t partial_len;
-    uint64_t seq; /* last sequence number stamped on an event frame */
+    struct jw_bucket bucket; /* inbound message rate */
+    int64_t expires_at;      /* token expiry, seconds; 0 = none (dev_auth) */
+    uint64_t deadline_ms;    /* monotonic ms of the auth timeout or expiry; 0 = none */
+    uint64_t seq;            /* last sequence number stamped on an event frame */
     uint32_t id;
-    uint16_t close_code; /* non-zero: close with this code on the next WRITEABLE */
-    uint8_t open;        /* between jw_session_open and jw_session_closed */
+    uint16_t close_code;      /* non-zero: close with this code on the next WRITEABLE */
+    const char *close_reason; /* static string sent with close_code */
+    uint8_t open;             /* between jw_session_open and jw_session_closed */
+    uint8_t state;            /* enum in session.c */
+    uint8_t user_counted;     /* holds a slot in env->per_user */
+    uint8_t nheld;
 };
 
-/* The principal of a connection being upgraded, from the handshake. Returns 0 and fills
- * user/admin, or -1 with a reason in `why` (a static string). */
-int jw_session_authenticate(const struct jw_session_env *env, struct lws *wsi, char *user,
-                            size_t user_size, int *admin, const char **why);
+void jw_session_env_init(struct jw_session_env *env, const struct jw_config *cfg,
+                         const struct jw_auth *auth);
+void jw_session_env_destroy(struct jw_session_env *env);
+
+/* Decides on an upgrade request before it is accepted. Returns 0, or an HTTP status (401, 403,
+ * 429) with a reason in `why` (a static string or one written into why_buf). */
+unsigned jw_session_admit(struct jw_session_env *env, struct lws *wsi, const char **why);
 /* Each returns 0, or -1 when lws must close the connection now. */
 int jw_session_open(struct jw_session_env *env, struct jw_session *s, struct lws *wsi);
 int jw_session_receive(struct jw_session *s, const void *in, size_t len);
 int jw_session_writeable(struct jw_session *s);
+/* LWS_CALLBACK_TIMER: the auth deadline or the token expiry. */
+int jw_session_timer(struct jw_session *s);
 void jw_session_closed(struct jw_session *s);
 /* The hub's deliver callback (ctx unused): queues the event's frame on the session. */
 void jw_session_deliver(void *ctx, struct jw_member *m, struct jw_event *ev);

@@ -151,6 +151,30 @@ test_error_keeps_request_id(void **state)
 }
 
 static void
+test_auth_and_refresh(void **state)
+{
+    (void)state;
+    struct jw_cmd cmd;
+    struct jw_cmd_error err;
+    assert_int_equal(parse("{\"type\":\"auth\",\"id\":\"a\",\"token\":\"x.y.z\"}", &cmd, &err), 0);
+    assert_int_equal(cmd.type, JW_CMD_AUTH);
+    assert_string_equal(cmd.token, "x.y.z");
+    assert_int_equal(cmd.token_len, 5);
+    jw_cmd_clear(&cmd);
+    assert_null(cmd.token);
+    assert_int_equal(parse("{\"type\":\"refresh\",\"token\":\"t\"}", &cmd, &err), 0);
+    assert_int_equal(cmd.type, JW_CMD_AUTH);
+    jw_cmd_clear(&cmd);
+    expect_error("{\"type\":\"auth\"}", JW_ERR_BAD_REQUEST);
+    expect_error("{\"type\":\"auth\",\"token\":\"\"}", JW_ERR_BAD_REQUEST);
+    expect_error("{\"type\":\"auth\",\"token\":42}", JW_ERR_BAD_REQUEST);
+    json_t *ack = frame_json(jw_reply_auth_ack("a", "alice", 1700000000));
+    assert_string_equal(json_string_value(json_object_get(ack, "op")), "auth");
+    assert_int_equal(json_integer_value(json_object_get(ack, "expiresAt")), 1700000000);
+    json_decref(ack);
+}
+
+static void
 test_welcome(void **state)
 {
     (void)state;
@@ -170,6 +194,7 @@ main(void)
         cmocka_unit_test(test_scopes_and_defaults),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_error_keeps_request_id),
+        cmocka_unit_test(test_auth_and_refresh),
         cmocka_unit_test(test_welcome),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
