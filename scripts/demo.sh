@@ -2,7 +2,8 @@
 # Runs jobwire on this machine with demo data:
 #   scripts/demo.sh [--no-publisher]        (PORT=8080 by default)
 # Installs the dependencies, builds, starts a private redis-server unless REDIS_URL or REDIS_HOST
-# is set, runs jobwire with dev_auth on, and publishes demo job events for alice and bob.
+# is set, runs jobwire with dev_auth on, and runs scripts/simulate.py: demo jobs for alice, bob
+# and carol (--no-publisher: none).
 # Ctrl-C stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ publisher=1
 for arg in "$@"; do
     case "$arg" in
     --no-publisher) publisher=0 ;;
-    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
     *) echo "demo.sh: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
@@ -72,40 +73,19 @@ jobwire_pid=$!
 pids+=($jobwire_pid)
 wait_until 10 curl -fsS "http://127.0.0.1:$PORT/healthz"
 
-# One job's life: progress 0..100, then complete; the hash ai:job:{id} mirrors the state.
-demo_job() { # user, job id, step delay
-    local user=$1 job=$2 delay=$3 p status
-    for p in 0 10 20 30 40 50 60 70 80 90 100; do
-        status=processing; [[ $p -gt 0 ]] || status=pending
-        rcli HSET "ai:job:$job" status "$status" progress "$p" userId "$user" \
-            updateTime "$(date -u +%FT%TZ)" >/dev/null
-        rcli EXPIRE "ai:job:$job" 300 >/dev/null
-        rcli PUBLISH "ai:job:progress:$job" "{\"eventType\":\"job_status_update\",\"jobId\":\"$job\",\"userId\":\"$user\",\"status\":\"$status\",\"progress\":$p,\"timestamp\":\"$(date -u +%FT%TZ)\"}" >/dev/null
-        sleep "$delay"
-    done
-    rcli HSET "ai:job:$job" status completed progress 100 resultKey "ai:schedule:result:$job" >/dev/null
-    rcli PUBLISH "ai:job:complete:$job" "{\"eventType\":\"job_completed\",\"jobId\":\"$job\",\"userId\":\"$user\",\"status\":\"completed\",\"progress\":100,\"resultKey\":\"ai:schedule:result:$job\"}" >/dev/null
-}
-
-publish_forever() {
-    local round=1
-    trap 'kill $(jobs -p) 2>/dev/null; exit 0' TERM
-    while true; do
-        demo_job alice "job_alice_${round}a" 0.5 &
-        demo_job alice "job_alice_${round}b" 0.8 &
-        demo_job bob "job_bob_${round}" 0.6 &
-        wait
-        sleep 2
-        round=$((round + 1))
-    done
-}
-
+# Simulated AI jobs for alice, bob and carol (scripts/simulate.py writes ai:job:{id} and
+# publishes ai:job:{status|progress|complete|error}:{id} the way the services do).
 if [[ $publisher -eq 1 ]]; then
-    publish_forever &
+    /usr/bin/python3 scripts/simulate.py --users alice,bob,carol --concurrency 4 >"$tmp/simulate.log" 2>&1 &
     pids+=($!)
+    echo "started the job simulator (log: $tmp/simulate.log)"
 fi
 
+base="http://127.0.0.1:$PORT"
 echo
-echo "jobwire is running. Open:  http://127.0.0.1:$PORT/?user=alice   (or ?user=bob, ?user=ops&admin=1)"
-echo "Metrics: http://127.0.0.1:$PORT/metrics    Stop: Ctrl-C"
+echo "jobwire is running (dev_auth: the user id comes from the page URL). Open:"
+echo "  $base/?user=alice            alice's jobs"
+echo "  $base/?user=bob              bob's jobs (never alice's)"
+echo "  $base/?user=ops&admin=1      every job (admin view)"
+echo "Metrics: $base/metrics    Stop: Ctrl-C"
 wait "$jobwire_pid"

@@ -11,7 +11,8 @@ PACKAGES=(
     redis-server redis-tools
     python3 python3-websockets python3-redis python3-pytest
     valgrind clang-format curl ca-certificates
-    unzip python3-yaml
+    unzip python3-yaml chromium
+    python3-jwt python3-cryptography
 )
 # Node.js (for npm: helm for the chart tests, playwright-core for the browser tests) may come from
 # elsewhere than Debian (nodesource); install Debian's only when no npm is on PATH at all.

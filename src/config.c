@@ -25,6 +25,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "jobwire/alloc.h"
 
@@ -102,6 +103,13 @@ static const struct opt opts[] = {
         "Redis hash that names a job's owner; {jobId} is replaced by the job id."),
     OPT(T_STRING, job_owner_field, "userId", 0, 0, NULL, 0,
         "Field of that hash holding the owner's user id."),
+    OPT(T_STRING, job_status_key_template, "ai:job:status:{jobId}", 0, 0, NULL, 0,
+        "Redis string with a job's state as JSON, read for snapshots when the hash is absent."),
+    OPT(T_INT, probe_interval_ms, "5000", 0, 600000, NULL, 0,
+        "How often jobwire publishes a probe on its own channel to measure upstream lag; 0 = "
+        "off."),
+    OPT(T_INT, probe_timeout_ms, "15000", 100, 3600000, NULL, 0,
+        "A probe not seen back within this time makes /readyz fail."),
     {"allowed_origins", T_LIST, F(allowed_origins), F(allowed_norigins), "", 0, 0, NULL, O_EMPTY_OK,
      "Comma-separated Origin values allowed for browser connections, e.g. "
      "https://app.example.com; \"\" allows any origin."},
@@ -118,8 +126,8 @@ static const struct opt opts[] = {
         "Messages one connection may send in a burst above that rate."),
     OPT(T_STRING, redis_url, "", 0, 0, "REDIS_URL", O_URL,
         "redis://[[username]:password@]host[:port][/db]; when set, its parts override "
-        "redis_host, redis_port, redis_username and redis_password. rediss:// is not supported "
-        "yet."),
+        "redis_host, redis_port, redis_username and redis_password; rediss:// turns redis_tls "
+        "on."),
     OPT(T_STRING, redis_host, "127.0.0.1", 0, 0, "REDIS_HOST", 0,
         "Redis host name or address (used when redis_url does not name one)."),
     OPT(T_INT, redis_port, "6379", 1, 65535, "REDIS_PORT", 0, "Redis TCP port."),
@@ -127,6 +135,32 @@ static const struct opt opts[] = {
         "Redis ACL user name; \"\" means the default user."),
     OPT(T_STRING, redis_password, "", 0, 0, "REDIS_PASSWORD", O_SECRET,
         "Redis password; \"\" sends no AUTH. Secret: never logged, masked in dumps."),
+    OPT(T_BOOL, redis_tls, "no", 0, 0, NULL, 0,
+        "Connect to Redis (and sentinels, cluster nodes) over TLS; a rediss:// URL sets it. "
+        "The peer is always verified; TLS >= 1.2."),
+    OPT(T_STRING, redis_tls_ca_file, "", 0, 0, NULL, 0,
+        "PEM file of CA certificates that sign the Redis server certificate; \"\" with "
+        "redis_tls_ca_dir \"\" uses the system's default CA paths."),
+    OPT(T_STRING, redis_tls_ca_dir, "", 0, 0, NULL, 0,
+        "Directory of hashed CA certificates (openssl rehash) used like redis_tls_ca_file."),
+    OPT(T_STRING, redis_tls_server_name, "", 0, 0, NULL, 0,
+        "Name sent as SNI and required on the Redis certificate (DNS or IP SAN); \"\" = the host "
+        "connected to (for discovered nodes given as addresses: the configured host name)."),
+    OPT(T_STRING, redis_tls_cert_file, "", 0, 0, NULL, 0,
+        "PEM client certificate (chain) for Redis servers that require one; needs "
+        "redis_tls_key_file."),
+    OPT(T_STRING, redis_tls_key_file, "", 0, 0, NULL, 0, "PEM private key of redis_tls_cert_file."),
+    {"redis_sentinels", T_LIST, F(redis_sentinels), F(redis_nsentinels), "", 0, 0, NULL, O_EMPTY_OK,
+     "Comma-separated host:port of Redis Sentinels, tried in order; the master is discovered "
+     "(redis_sentinel_master) and followed on failover. Exclusive with redis_cluster_nodes."},
+    OPT(T_STRING, redis_sentinel_master, "", 0, 0, NULL, 0,
+        "Master name the sentinels monitor (required with redis_sentinels)."),
+    OPT(T_STRING, redis_sentinel_password, "", 0, 0, NULL, O_SECRET,
+        "Password of the sentinels (AUTH); \"\" sends none. Secret: never logged."),
+    {"redis_cluster_nodes", T_LIST, F(redis_cluster_nodes), F(redis_ncluster_nodes), "", 0, 0, NULL,
+     O_EMPTY_OK,
+     "Comma-separated host:port seed nodes of a Redis Cluster; the topology is discovered from "
+     "them. Exclusive with redis_sentinels."},
     {"redis_patterns", T_LIST, F(redis_patterns), F(redis_npatterns), "ai:job:*", 0, 0, NULL, 0,
      "Comma-separated PSUBSCRIBE patterns (at most 16)."},
     OPT(T_STRING, channel_prefix, "ai:job:", 0, 0, NULL, 0,
@@ -744,6 +778,8 @@ finish_auth(struct jw_config *c, char *err, size_t errlen)
         return fail(err, errlen, "revocation_key_template: must contain {jti}");
     if (strstr(c->job_owner_key_template, "{jobId}") == NULL)
         return fail(err, errlen, "job_owner_key_template: must contain {jobId}");
+    if (strstr(c->job_status_key_template, "{jobId}") == NULL)
+        return fail(err, errlen, "job_status_key_template: must contain {jobId}");
     if (c->job_owner_field[0] == '\0')
         return fail(err, errlen, "job_owner_field: must not be empty");
     struct jw_cidr cidr;
@@ -758,8 +794,67 @@ finish_auth(struct jw_config *c, char *err, size_t errlen)
                         "allowed_origins: '%.100s' is not an origin (scheme://host[:port])",
                         c->allowed_origins[i]);
     if (c->dev_auth && ((c->jwt_secret && c->jwt_secret[0]) || c->jwt_npublic_keys))
-        return fail(err, errlen, "dev_auth: cannot be combined with JWT keys (jwt_secret, "
-                                 "jwt_public_keys); dev_auth is for development only");
+        return fail(err, errlen,
+                    "dev_auth: cannot be combined with JWT keys (jwt_secret, "
+                    "jwt_public_keys); dev_auth is for development only");
+    return 0;
+}
+
+static bool
+set_str(const char *s)
+{
+    return s != NULL && s[0] != '\0';
+}
+
+/* host:port, [v6]:port; the port 1..65535. */
+static bool
+valid_host_port(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    if (colon == NULL || colon == s || colon[1] == '\0')
+        return false;
+    if (s[0] == '[' ? colon[-1] != ']' : memchr(s, ':', (size_t)(colon - s)) != NULL)
+        return false;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    return *end == '\0' && port >= 1 && port <= 65535;
+}
+
+/* TLS files, Sentinel and Cluster settings (issue #4; docs/REDIS.md). */
+static int
+finish_redis_topology(struct jw_config *c, char *err, size_t errlen)
+{
+    const struct {
+        const char *key, *path;
+    } files[] = {{"redis_tls_ca_file", c->redis_tls_ca_file},
+                 {"redis_tls_ca_dir", c->redis_tls_ca_dir},
+                 {"redis_tls_cert_file", c->redis_tls_cert_file},
+                 {"redis_tls_key_file", c->redis_tls_key_file}};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        if (!set_str(files[i].path))
+            continue;
+        if (!c->redis_tls)
+            return fail(err, errlen,
+                        "%s: set but redis_tls is off (use rediss:// or redis_tls yes)",
+                        files[i].key);
+        if (access(files[i].path, R_OK) != 0)
+            return fail(err, errlen, "%s: %.200s: %s", files[i].key, files[i].path,
+                        strerror(errno));
+    }
+    if (set_str(c->redis_tls_cert_file) != set_str(c->redis_tls_key_file))
+        return fail(err, errlen, "redis_tls_cert_file and redis_tls_key_file must be set together");
+    if (c->redis_nsentinels > 0 && c->redis_ncluster_nodes > 0)
+        return fail(err, errlen, "redis_sentinels and redis_cluster_nodes are exclusive");
+    if (c->redis_nsentinels > 0 && !set_str(c->redis_sentinel_master))
+        return fail(err, errlen, "redis_sentinel_master: required with redis_sentinels");
+    for (size_t i = 0; i < c->redis_nsentinels; i++)
+        if (!valid_host_port(c->redis_sentinels[i]))
+            return fail(err, errlen, "redis_sentinels: '%.100s' is not host:port",
+                        c->redis_sentinels[i]);
+    for (size_t i = 0; i < c->redis_ncluster_nodes; i++)
+        if (!valid_host_port(c->redis_cluster_nodes[i]))
+            return fail(err, errlen, "redis_cluster_nodes: '%.100s' is not host:port",
+                        c->redis_cluster_nodes[i]);
     return 0;
 }
 
@@ -777,10 +872,11 @@ jw_config_finish(struct jw_config *c, char *err, size_t errlen)
             replace(&c->redis_username, u.user);
             replace(&c->redis_password, u.pass);
         }
-        c->redis_tls = u.tls;
+        if (u.tls)
+            c->redis_tls = true;
     }
-    if (c->redis_tls)
-        return fail(err, errlen, "TLS to Redis (rediss://) is not supported by this build yet");
+    if (finish_redis_topology(c, err, errlen) != 0)
+        return -1;
     if (c->redis_host == NULL || c->redis_host[0] == '\0')
         return fail(err, errlen, "redis_host: must not be empty");
     if (c->reconnect_max_ms < c->reconnect_initial_ms)

@@ -215,3 +215,12 @@ jw_dict_size(const struct jw_dict *d)
 {
     return d->size;
 }
+
+void
+jw_dict_foreach(const struct jw_dict *d, void (*fn)(void *ctx, const char *key, void *value),
+                void *ctx)
+{
+    for (size_t i = 0; i <= d->mask; i++)
+        for (const struct entry *e = d->buckets[i]; e; e = e->next)
+            fn(ctx, e->key, e->value);
+}

@@ -110,6 +110,19 @@ build_frame(const struct jw_event *ev, const char *kind, size_t kind_len, const 
     return f;
 }
 
+static enum jw_event_verdict
+parse_internal(const char *rest, size_t len, struct jw_event **out)
+{
+    if (!jw_id_valid(rest, len))
+        return JW_EVENT_BAD_ID;
+    struct jw_event *ev = jw_calloc(1, sizeof(*ev));
+    ev->msg.type = JW_MSG_EVENT;
+    ev->kind = JW_KIND_INTERNAL;
+    ev->job_id = jw_strndup(rest, len);
+    *out = ev;
+    return JW_EVENT_OK;
+}
+
 enum jw_event_verdict
 jw_event_parse(const struct jw_event_rules *rules, const char *channel, size_t channel_len,
                const char *payload, size_t payload_len, struct jw_event **out)
@@ -124,6 +137,9 @@ jw_event_parse(const struct jw_event_rules *rules, const char *channel, size_t c
     size_t kind_len = colon ? (size_t)(colon - kind) : rest;
     if (kind_len == 0)
         return JW_EVENT_NOT_MATCHED;
+    if (colon && kind_len == strlen(JW_INTERNAL_KIND) &&
+        memcmp(kind, JW_INTERNAL_KIND, kind_len) == 0)
+        return parse_internal(colon + 1, rest - kind_len - 1, out);
     if (payload_len > rules->max_payload_bytes)
         return JW_EVENT_TOO_LARGE;
 

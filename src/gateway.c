@@ -13,13 +13,16 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "jobwire/alloc.h"
 #include "jobwire/auth.h"
 #include "jobwire/buf.h"
 #include "jobwire/hub.h"
 #include "jobwire/inbox.h"
+#include "jobwire/live.h"
 #include "jobwire/log.h"
 #include "jobwire/metrics.h"
 #include "jobwire/rediscmd.h"
@@ -36,6 +39,8 @@ struct jw_gateway {
     struct jw_inbox *inbox;
     struct jw_session_env env;
     struct jw_auth *auth;
+    struct jw_live *live;
+    char instance[20]; /* random: names this process on jobwire's own channel */
     _Atomic int stop_requested;
     _Atomic int link_state;
     /* lws keeps pointers to these for the life of the context */
@@ -58,15 +63,10 @@ gateway_of(struct lws *wsi)
     return lws_context_user(lws_get_context(wsi));
 }
 
-static void
-route_event(struct jw_gateway *gw, struct jw_event *ev)
-{
-    struct jw_route_stats stats;
-    jw_hub_route(gw->env.hub, ev, jw_session_deliver, NULL, &stats);
-    if (stats.denied)
-        jw_metric_add(JW_M_DELIVERIES_DENIED, (int64_t)stats.denied);
-    jw_event_free(ev);
-}
+struct link_msg {
+    struct jw_msg msg; /* first: type JW_MSG_LINK_STATE */
+    enum jw_link_state state;
+};
 
 static void
 dispose_msg(struct jw_msg *msg)
@@ -77,6 +77,9 @@ dispose_msg(struct jw_msg *msg)
         break;
     case JW_MSG_REDIS_REPLY:
         jw_redis_request_free(jw_redis_request_of(msg));
+        break;
+    case JW_MSG_LINK_STATE:
+        free(msg);
         break;
     }
 }
@@ -89,10 +92,15 @@ drain_inbox(struct jw_gateway *gw)
         struct jw_msg *next = msg->next;
         switch (msg->type) {
         case JW_MSG_EVENT:
-            route_event(gw, jw_event_of(msg));
+            if (!jw_live_take_event(gw->live, jw_event_of(msg)))
+                jw_live_route(gw->live, jw_event_of(msg));
             break;
         case JW_MSG_REDIS_REPLY:
             jw_redis_request_complete(jw_redis_request_of(msg));
+            break;
+        case JW_MSG_LINK_STATE:
+            jw_live_link_state(gw->live, ((struct link_msg *)msg)->state);
+            free(msg);
             break;
         }
         msg = next;
@@ -102,7 +110,7 @@ drain_inbox(struct jw_gateway *gw)
 static int
 is_ready(const struct jw_gateway *gw)
 {
-    return atomic_load(&gw->link_state) == JW_LINK_SUBSCRIBED && !atomic_load(&gw->stop_requested);
+    return jw_live_ready(gw->live) && !atomic_load(&gw->stop_requested);
 }
 
 /* Builds the answer of a callback mount; returns the HTTP status. */
@@ -116,11 +124,17 @@ http_answer(struct jw_gateway *gw, const char *path, struct jw_buf *body, const 
     }
     if (strcmp(path, "/readyz") == 0) {
         int ready = is_ready(gw);
-        jw_buf_append_str(body, ready ? "ready\n" : "not ready: redis link ");
+        jw_buf_append_str(body, ready ? "ready\n" : "not ready: ");
         if (!ready) {
-            jw_buf_append_str(body, atomic_load(&gw->stop_requested)
-                                        ? "draining"
-                                        : jw_link_state_name(atomic_load(&gw->link_state)));
+            enum jw_link_state link = atomic_load(&gw->link_state);
+            if (atomic_load(&gw->stop_requested))
+                jw_buf_append_str(body, "draining");
+            else if (link == JW_LINK_SUBSCRIBED)
+                jw_buf_append_str(body, "delivery probe overdue");
+            else {
+                jw_buf_append_str(body, "redis link ");
+                jw_buf_append_str(body, jw_link_state_name(link));
+            }
             jw_buf_append_str(body, "\n");
         }
         return ready ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE;
@@ -287,7 +301,11 @@ jw_gateway_new(const struct jw_config *cfg)
         free(gw);
         return NULL;
     }
-    jw_session_env_init(&gw->env, cfg, gw->auth);
+    uint64_t rnd;
+    if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        rnd = jw_monotonic_ns() ^ (uint64_t)getpid() << 32;
+    snprintf(gw->instance, sizeof(gw->instance), "%016llx", (unsigned long long)rnd);
+    jw_session_env_init(&gw->env, cfg, gw->auth, gw->instance);
     gw->inbox = jw_inbox_new(cfg->inbox_max_events);
     atomic_store(&gw->link_state, JW_LINK_IDLE);
 
@@ -336,6 +354,7 @@ jw_gateway_new(const struct jw_config *cfg)
         jw_gateway_free(gw);
         return NULL;
     }
+    gw->live = jw_live_new(&gw->env, gw->ctx, gw->instance);
     jw_info("gateway", "listening on %s:%d (WebSocket %s%s%s)", cfg->listen_address,
             cfg->listen_port, WS_PATH, gw->web_root[0] ? ", web root " : "", gw->web_root);
     if (cfg->dev_auth)
@@ -365,6 +384,7 @@ jw_gateway_run(struct jw_gateway *gw)
         clock_gettime(CLOCK_MONOTONIC, &now);
     } while (gw->env.all && now.tv_sec * 1000000000L + now.tv_nsec <
                                 deadline.tv_sec * 1000000000L + deadline.tv_nsec);
+    jw_live_stop(gw->live);
     return 0;
 }
 
@@ -383,6 +403,7 @@ jw_gateway_free(struct jw_gateway *gw)
     if (gw->ctx)
         lws_context_destroy(gw->ctx); /* closes what is left; sessions leave the hub */
     jw_inbox_free(gw->inbox, dispose_msg);
+    jw_live_free(gw->live);
     jw_session_env_destroy(&gw->env);
     jw_auth_free(gw->auth);
     free(gw);
@@ -419,4 +440,10 @@ void
 jw_gateway_post_link_state(struct jw_gateway *gw, enum jw_link_state state)
 {
     atomic_store(&gw->link_state, (int)state);
+    /* Also in order with the events, for the clients' pause/resume and the resync. */
+    struct link_msg *m = jw_calloc(1, sizeof(*m));
+    m->msg.type = JW_MSG_LINK_STATE;
+    m->state = state;
+    if (jw_inbox_push(gw->inbox, &m->msg, 0) == 1)
+        lws_cancel_service(gw->ctx);
 }

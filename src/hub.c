@@ -248,6 +248,26 @@ jw_hub_job_count(const struct jw_hub *hub)
     return jw_dict_size(hub->jobs);
 }
 
+struct foreach_ctx {
+    void (*fn)(void *ctx, const char *job_id);
+    void *ctx;
+};
+
+static void
+each_job(void *ctx, const char *key, void *value)
+{
+    (void)value;
+    struct foreach_ctx *fc = ctx;
+    fc->fn(fc->ctx, key);
+}
+
+void
+jw_hub_foreach_job(const struct jw_hub *hub, void (*fn)(void *ctx, const char *job_id), void *ctx)
+{
+    struct foreach_ctx fc = {fn, ctx};
+    jw_dict_foreach(hub->jobs, each_job, &fc);
+}
+
 static int
 may_see(const struct jw_member *m, const struct jw_event *ev)
 {
@@ -269,7 +289,8 @@ void
 jw_hub_route(struct jw_hub *hub, struct jw_event *ev, jw_hub_deliver_fn deliver, void *ctx,
              struct jw_route_stats *stats)
 {
-    unsigned bit = 1u << ev->kind;
+    /* Snapshots pass every kinds filter; internal events never get here. */
+    unsigned bit = ev->kind == JW_KIND_SNAPSHOT ? JW_KINDS_ALL : 1u << ev->kind;
     stats->delivered = stats->denied = 0;
     hub->serial++;
 

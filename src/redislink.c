@@ -2,9 +2,10 @@
  * One Redis connection and its state machine (redislink.h), shared by the subscriber and the
  * command roles of the upstream thread.
  *
- * Transport is a plain bufferevent; the bytes it reads are fed to a hiredis redisReader that
- * only parses RESP, and commands are built by redisFormatCommandArgv (ARCHITECTURE.md: hiredis'
- * own networking has no timeouts). Three timers drive the state machine:
+ * Transport is a plain bufferevent, or an OpenSSL one when the upstream has a TLS context
+ * (redistls.h: verification and the error reasons); the bytes it reads are fed to a hiredis
+ * redisReader that only parses RESP, and commands are built by redisFormatCommandArgv
+ * (ARCHITECTURE.md: hiredis' own networking has no timeouts). Three timers drive the state machine:
  *   deadline  one-shot: the current wait (connect, AUTH reply, and whatever the role waits for:
  *             PSUBSCRIBE confirmations, a PONG, the oldest command reply) must end before it
  *             fires, else the role or the link declares the connection dead;
@@ -38,8 +39,11 @@
 #include <event2/event.h>
 #include <event2/util.h>
 #include <hiredis/hiredis.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
 
 #include "jobwire/log.h"
+#include "jobwire/redistls.h"
 
 #define MOD "upstream"
 
@@ -186,6 +190,7 @@ jw_redislink_fail(struct jw_redislink *l, const char *reason, const char *detail
     if (was == JW_LINK_BACKOFF || was == JW_LINK_STOPPED || was == JW_LINK_IDLE)
         return;
     link_close(l);
+    l->_redirected = false; /* the next attempt starts over (discovery included) */
     metric_add(l->role->m_errors, 1);
 
     uint64_t now = jw_redislink_now_ms();
@@ -199,8 +204,8 @@ jw_redislink_fail(struct jw_redislink *l, const char *reason, const char *detail
     uint32_t attempt = l->_backoff.attempt + 1;
     uint32_t delay = jw_backoff_next(&l->_backoff);
     jw_warn(MOD, "%sredis %s:%d %s while %s%s%s; reconnecting in %u ms (attempt %u)",
-            l->role->log_prefix, l->cfg->redis_host, l->cfg->redis_port, reason,
-            jw_link_state_name(was), detail ? ": " : "", detail ? detail : "", delay, attempt);
+            l->role->log_prefix, l->host, l->port, reason, jw_link_state_name(was),
+            detail ? ": " : "", detail ? detail : "", delay, attempt);
     jw_redislink_set_state(l, JW_LINK_BACKOFF, reason);
     struct timeval tv = ms_to_tv(delay);
     evtimer_add(l->_retry, &tv);
@@ -294,12 +299,12 @@ on_connected(struct jw_redislink *l)
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one); /* a backstop to our PINGs */
 
     const struct jw_config *c = l->cfg;
-    if (c->redis_password && c->redis_password[0]) {
+    if (l->password && l->password[0]) {
         const char *argv[3] = {"AUTH", NULL, NULL};
         int argc = 1;
-        if (c->redis_username && c->redis_username[0])
-            argv[argc++] = c->redis_username;
-        argv[argc++] = c->redis_password;
+        if (l->username && l->username[0])
+            argv[argc++] = l->username;
+        argv[argc++] = l->password;
         jw_redislink_set_state(l, JW_LINK_AUTHENTICATING, NULL);
         jw_redislink_send(l, argc, argv);
         jw_redislink_arm(l, (uint64_t)c->redis_read_timeout_ms);
@@ -319,7 +324,7 @@ static void
 on_bev_event(struct bufferevent *bev, short what, void *arg)
 {
     struct jw_redislink *l = arg;
-    char detail[160];
+    char detail[320];
 
     if (what & BEV_EVENT_CONNECTED) {
         on_connected(l);
@@ -334,6 +339,8 @@ on_bev_event(struct bufferevent *bev, short what, void *arg)
         int err = EVUTIL_SOCKET_ERROR();
         if (dns_err)
             snprintf(detail, sizeof detail, "resolving: %s", evutil_gai_strerror(dns_err));
+        else if (l->_ssl_ctx)
+            jw_redistls_describe(bev, detail, sizeof detail); /* OpenSSL's reason, see there */
         else
             snprintf(detail, sizeof detail, "%s", evutil_socket_error_to_string(err));
         jw_redislink_fail(
@@ -375,8 +382,50 @@ static void
 on_retry(evutil_socket_t fd, short what, void *arg)
 {
     struct jw_redislink *l = arg;
-    metric_add(l->role->m_reconnect, 1);
+    if (!l->_redirected)
+        metric_add(l->role->m_reconnect, 1);
     jw_redislink_connect(l);
+}
+
+void
+jw_redislink_set_target(struct jw_redislink *l, const char *host, int port)
+{
+    snprintf(l->host, sizeof l->host, "%s", host);
+    l->port = port;
+}
+
+void
+jw_redislink_set_tls(struct jw_redislink *l, struct ssl_ctx_st *ctx)
+{
+    l->_ssl_ctx = ctx;
+}
+
+void
+jw_redislink_redirect(struct jw_redislink *l, const char *host, int port, const char *username,
+                      const char *password)
+{
+    link_close(l);
+    jw_redislink_set_target(l, host, port);
+    l->username = username;
+    l->password = password;
+    l->_redirected = true;
+    /* On the next loop turn: the reader may be in use by on_read right now. */
+    struct timeval tv = {0, 0};
+    evtimer_add(l->_retry, &tv);
+}
+
+/* A bufferevent for the next attempt: plain, or TLS expecting tls_name (default: the host). */
+static struct bufferevent *
+new_bev(struct jw_redislink *l)
+{
+    if (!l->_ssl_ctx)
+        return bufferevent_socket_new(l->_base, -1, BEV_OPT_CLOSE_ON_FREE);
+    SSL *ssl = jw_redistls_ssl_new(l->_ssl_ctx, l->tls_name[0] ? l->tls_name : l->host);
+    if (!ssl)
+        return NULL;
+    /* CLOSE_ON_FREE frees the SSL with the bufferevent (and the SSL on failure here). */
+    return bufferevent_openssl_socket_new(l->_base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                          BEV_OPT_CLOSE_ON_FREE);
 }
 
 /* Starts one connection attempt: numeric addresses connect directly, names go through evdns.
@@ -385,6 +434,9 @@ void
 jw_redislink_connect(struct jw_redislink *l)
 {
     const struct jw_config *c = l->cfg;
+    if (!l->_redirected && l->role->prepare)
+        l->role->prepare(l);
+    l->_redirected = false;
     if (l->_reader)
         redisReaderFree(l->_reader);
     l->_reader = redisReaderCreate();
@@ -392,7 +444,7 @@ jw_redislink_connect(struct jw_redislink *l)
         jw_error(MOD, "out of memory creating a reader");
         abort();
     }
-    l->_bev = bufferevent_socket_new(l->_base, -1, BEV_OPT_CLOSE_ON_FREE);
+    l->_bev = new_bev(l);
     if (!l->_bev) {
         jw_error(MOD, "cannot create a bufferevent");
         abort();
@@ -409,13 +461,13 @@ jw_redislink_connect(struct jw_redislink *l)
     } addr;
     memset(&addr, 0, sizeof addr);
     int rc;
-    if (inet_pton(AF_INET, c->redis_host, &addr.in4.sin_addr) == 1) {
+    if (inet_pton(AF_INET, l->host, &addr.in4.sin_addr) == 1) {
         addr.in4.sin_family = AF_INET;
-        addr.in4.sin_port = htons((uint16_t)c->redis_port);
+        addr.in4.sin_port = htons((uint16_t)l->port);
         rc = bufferevent_socket_connect(l->_bev, &addr.sa, sizeof addr.in4);
-    } else if (inet_pton(AF_INET6, c->redis_host, &addr.in6.sin6_addr) == 1) {
+    } else if (inet_pton(AF_INET6, l->host, &addr.in6.sin6_addr) == 1) {
         addr.in6.sin6_family = AF_INET6;
-        addr.in6.sin6_port = htons((uint16_t)c->redis_port);
+        addr.in6.sin6_port = htons((uint16_t)l->port);
         rc = bufferevent_socket_connect(l->_bev, &addr.sa, sizeof addr.in6);
     } else {
         if (!l->_dns)
@@ -424,8 +476,7 @@ jw_redislink_connect(struct jw_redislink *l)
             jw_redislink_fail(l, R_CONNECT_FAILED, "cannot initialise the DNS resolver");
             return;
         }
-        rc = bufferevent_socket_connect_hostname(l->_bev, l->_dns, AF_UNSPEC, c->redis_host,
-                                                 c->redis_port);
+        rc = bufferevent_socket_connect_hostname(l->_bev, l->_dns, AF_UNSPEC, l->host, l->port);
     }
     /* An immediate failure has usually been reported through on_bev_event already; fail
      * ignores the second report. */
@@ -438,6 +489,7 @@ jw_redislink_stop(struct jw_redislink *l, const char *reason)
 {
     enum jw_link_state was = jw_redislink_state(l);
     link_close(l);
+    l->_redirected = false;
     if (l->_retry)
         evtimer_del(l->_retry);
     if (was == l->role->up_state)
@@ -467,6 +519,9 @@ jw_redislink_init(struct jw_redislink *l, const struct jw_config *cfg,
     l->owner = owner;
     atomic_init(&l->state, JW_LINK_IDLE);
     l->_reply_limit = reply_limit;
+    jw_redislink_set_target(l, cfg->redis_host, cfg->redis_port);
+    l->username = cfg->redis_username;
+    l->password = cfg->redis_password;
     uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)l;
     jw_backoff_init(&l->_backoff, (uint32_t)cfg->reconnect_initial_ms,
                     (uint32_t)cfg->reconnect_max_ms, cfg->reconnect_multiplier, seed);

@@ -40,6 +40,8 @@
 #include "jobwire/metrics.h"
 #include "jobwire/rediscmd.h"
 #include "jobwire/redislink.h"
+#include "jobwire/redistls.h"
+#include "jobwire/upstream_int.h"
 
 #define MOD "upstream"
 /* Room for the RESP framing, the pattern and the channel around a pmessage payload (and for
@@ -50,36 +52,9 @@
 static const char *const R_SUBSCRIBE_REFUSED = "subscribe refused";
 static const char *const R_SUBSCRIBE_TIMEOUT = "subscribe timeout";
 static const char *const R_PING_TIMEOUT = "ping timeout";
-static const char *const R_COMMAND_TIMEOUT = "command timeout";
-static const char *const R_PROTOCOL = "protocol error";
+static const char *const R_SWITCH = "master switched";
 static const char *const R_ERROR_REPLY = "error reply";
 static const char *const R_STOPPED = "stopped";
-
-struct jw_upstream {
-    const struct jw_config *cfg;
-    struct jw_upstream_hooks hooks;
-
-    pthread_t thread;
-    bool started, joined;
-
-    struct event_base *base;
-    struct event *stop_ev, *submit_ev;
-
-    /* subscriber connection (loop thread) */
-    struct jw_redislink sub;
-    size_t confirms; /* psubscribe confirmations still expected */
-    struct jw_event_rules rules;
-
-    /* command connection (loop thread) */
-    struct jw_redislink cmd;
-    struct jw_redis_request *fifo_head, *fifo_tail; /* written, reply awaited; oldest first */
-    size_t inflight;
-
-    /* submission queue (any thread, under mu) */
-    pthread_mutex_t mu;
-    bool accepting;
-    struct jw_redis_request *q_head, *q_tail;
-};
 
 const char *
 jw_link_state_name(enum jw_link_state state)
@@ -114,7 +89,13 @@ jw_upstream_state(const struct jw_upstream *up)
 int
 jw_upstream_command_ready(const struct jw_upstream *up)
 {
-    return jw_redislink_state(&up->cmd) == JW_LINK_READY;
+    return jw_redislink_state(&up->cmd.link) == JW_LINK_READY;
+}
+
+int
+jw_upstream_is_cluster(const struct jw_upstream *up)
+{
+    return up->cfg->redis_ncluster_nodes > 0;
 }
 
 /* ---- subscriber role ---- */
@@ -134,16 +115,25 @@ send_psubscribe(struct jw_upstream *up)
 }
 
 static void
+sub_prepare(struct jw_redislink *l)
+{
+    struct jw_upstream *up = l->owner;
+    jw_topo_prepare(&up->topo, l);
+}
+
+static void
 sub_opened(struct jw_redislink *l)
 {
-    send_psubscribe(l->owner);
+    struct jw_upstream *up = l->owner;
+    if (!jw_topo_opened(&up->topo, l))
+        send_psubscribe(up);
 }
 
 static void
 enter_subscribed(struct jw_upstream *up)
 {
     jw_info(MOD, "subscribed to %zu pattern(s) on redis %s:%d after %llu ms down",
-            up->cfg->redis_npatterns, up->cfg->redis_host, up->cfg->redis_port,
+            up->cfg->redis_npatterns, up->sub.host, up->sub.port,
             (unsigned long long)jw_redislink_down_ms(&up->sub));
     jw_redislink_up(&up->sub);
 }
@@ -175,7 +165,8 @@ handle_pmessage(struct jw_upstream *up, const redisReply *channel, const redisRe
                  jw_event_verdict_name(v));
         return;
     }
-    jw_metric_add(kind_metric[ev->kind < JW_KIND__COUNT ? ev->kind : JW_KIND_OTHER], 1);
+    if (ev->kind < JW_KIND__COUNT) /* jobwire's own markers and probes are not job events */
+        jw_metric_add(kind_metric[ev->kind], 1);
     if (up->hooks.on_event)
         up->hooks.on_event(up->hooks.ctx, ev); /* ownership passes */
     else
@@ -223,7 +214,14 @@ sub_handle(struct jw_upstream *up, const redisReply *r)
 static void
 sub_reply(struct jw_redislink *l, redisReply *r)
 {
-    sub_handle(l->owner, r);
+    struct jw_upstream *up = l->owner;
+    if (l->discovering) {
+        if (jw_topo_reply(&up->topo, l, r) == JW_TOPO_CONTINUE)
+            send_psubscribe(up);
+        freeReplyObject(r);
+        return;
+    }
+    sub_handle(up, r);
     freeReplyObject(r);
 }
 
@@ -265,6 +263,7 @@ static const struct jw_redislink_role sub_role = {
     .m_errors = JW_M_UPSTREAM_ERRORS,
     .m_reconnect = JW_M_UPSTREAM_RECONNECTS,
     .m_too_large = JW_M_EVENTS_INVALID_TOO_LARGE,
+    .prepare = sub_prepare,
     .opened = sub_opened,
     .reply = sub_reply,
     .timeout = sub_timeout,
@@ -273,218 +272,40 @@ static const struct jw_redislink_role sub_role = {
     .state = sub_state,
 };
 
-/* ---- command role ---- */
+/* ---- topology ---- */
 
-/* Hands `req` back with `status` (and `reply` when 0). Loop thread, or the submitting thread
- * when the upstream is not running. */
+/* The topology changed: cluster → connect the new masters; sentinel → the master moved, so
+ * both data links reconnect at once (fresh backoff) and rediscover it. */
 static void
-finish(struct jw_upstream *up, struct jw_redis_request *req, int status, redisReply *reply)
+on_topology(void *ctx)
 {
-    req->_next = NULL;
-    req->status = status;
-    req->reply = reply;
-    switch (status) {
-    case -ENOTCONN:
-        jw_metric_add(JW_M_REDIS_COMMAND_ERRORS_NOT_CONNECTED, 1);
-        break;
-    case -ETIMEDOUT:
-        jw_metric_add(JW_M_REDIS_COMMAND_ERRORS_TIMEOUT, 1);
-        break;
-    case -ECANCELED:
-        jw_metric_add(JW_M_REDIS_COMMAND_ERRORS_CANCELED, 1);
-        break;
-    case -ENOBUFS:
-        jw_metric_add(JW_M_REDIS_COMMAND_ERRORS_OVERFLOW, 1);
-        break;
-    default:
-        break;
-    }
-    if (up->hooks.on_reply)
-        up->hooks.on_reply(up->hooks.ctx, req); /* ownership passes */
-    else
-        jw_redis_request_free(req);
-}
-
-static void
-finish_list(struct jw_upstream *up, struct jw_redis_request *head, int status)
-{
-    while (head) {
-        struct jw_redis_request *next = head->_next;
-        finish(up, head, status, NULL);
-        head = next;
-    }
-}
-
-static struct jw_redis_request *
-fifo_pop(struct jw_upstream *up)
-{
-    struct jw_redis_request *req = up->fifo_head;
-    if (req) {
-        up->fifo_head = req->_next;
-        if (!up->fifo_head)
-            up->fifo_tail = NULL;
-        up->inflight--;
-    }
-    return req;
-}
-
-/* READY only: keeps the deadline on the earliest of the pending PING and the oldest request. */
-static void
-cmd_rearm(struct jw_upstream *up)
-{
-    struct jw_redislink *l = &up->cmd;
-    uint64_t when = UINT64_MAX;
-    if (l->ping_pending)
-        when = l->ping_deadline_ms;
-    if (up->fifo_head && up->fifo_head->_deadline_ms < when)
-        when = up->fifo_head->_deadline_ms;
-    if (when == UINT64_MAX) {
-        jw_redislink_disarm(l);
+    struct jw_upstream *up = ctx;
+    if (up->topo.mode == JW_TOPO_CLUSTER) {
+        jw_upcmd_topology_changed(up);
         return;
     }
-    uint64_t now = jw_redislink_now_ms();
-    jw_redislink_arm(l, when > now ? when - now : 0);
+    char detail[300];
+    snprintf(detail, sizeof detail, "new master %s:%d", up->topo.master_host, up->topo.master_port);
+    jw_backoff_reset(&up->sub._backoff);
+    jw_redislink_fail(&up->sub, R_SWITCH, detail);
+    jw_upcmd_kick(up, R_SWITCH, detail);
 }
 
-static void
-cmd_opened(struct jw_redislink *l)
-{
-    jw_info(MOD, "command link ready on redis %s:%d after %llu ms down", l->cfg->redis_host,
-            l->cfg->redis_port, (unsigned long long)jw_redislink_down_ms(l));
-    jw_redislink_up(l);
-}
-
-static void
-cmd_reply(struct jw_redislink *l, redisReply *r)
-{
-    struct jw_upstream *up = l->owner;
-    if (l->ping_pending) {
-        /* The PING went out while nothing was in flight, so its reply comes first. */
-        bool pong = jw_reply_str_eq(r, "PONG");
-        freeReplyObject(r);
-        if (!pong) {
-            jw_redislink_fail(l, R_PROTOCOL, "unexpected reply to PING");
-            return;
-        }
-        l->ping_pending = false;
-        cmd_rearm(up);
-        return;
-    }
-    struct jw_redis_request *req = fifo_pop(up);
-    if (!req) {
-        freeReplyObject(r);
-        jw_redislink_fail(l, R_PROTOCOL, "reply without a request");
-        return;
-    }
-    finish(up, req, 0, r); /* a Redis error reply is a reply too: status 0 */
-    cmd_rearm(up);
-}
-
-static void
-cmd_timeout(struct jw_redislink *l)
-{
-    struct jw_upstream *up = l->owner;
-    uint64_t now = jw_redislink_now_ms();
-    size_t expired = 0;
-    while (up->fifo_head && up->fifo_head->_deadline_ms <= now) {
-        finish(up, fifo_pop(up), -ETIMEDOUT, NULL);
-        expired++;
-    }
-    if (expired > 0) {
-        char detail[96];
-        snprintf(detail, sizeof detail, "%zu request(s) unanswered after %d ms", expired,
-                 l->cfg->redis_read_timeout_ms);
-        jw_redislink_fail(l, R_COMMAND_TIMEOUT, detail);
-    } else if (l->ping_pending && l->ping_deadline_ms <= now) {
-        jw_redislink_fail(l, R_PING_TIMEOUT, "no PONG, link presumed dead");
-    } else {
-        cmd_rearm(up); /* woke early: nothing is due yet */
-    }
-}
-
-static void
-cmd_ping(struct jw_redislink *l)
-{
-    struct jw_upstream *up = l->owner;
-    /* Only while idle: a request in flight has its own deadline, which proves the link. */
-    if (!l->ping_pending && !up->fifo_head)
-        jw_redislink_send_ping(l);
-}
-
-static void
-cmd_closed(struct jw_redislink *l, int err)
-{
-    struct jw_upstream *up = l->owner;
-    struct jw_redis_request *head = up->fifo_head;
-    up->fifo_head = up->fifo_tail = NULL;
-    up->inflight = 0;
-    finish_list(up, head, err);
-}
-
-static const struct jw_redislink_role cmd_role = {
-    .log_prefix = "command link: ",
-    .up_state = JW_LINK_READY,
-    .m_up = JW_M_COMMAND_LINK_UP,
-    .m_errors = JW_M__COUNT,
-    .m_reconnect = JW_M__COUNT,
-    .m_too_large = JW_M__COUNT,
-    .probe = true,
-    .opened = cmd_opened,
-    .reply = cmd_reply,
-    .timeout = cmd_timeout,
-    .ping = cmd_ping,
-    .closed = cmd_closed,
-    .state = NULL,
-};
-
-/* Loop thread: writes every newly submitted request, or hands it back at once. */
-static void
-on_submit(evutil_socket_t fd, short what, void *arg)
-{
-    struct jw_upstream *up = arg;
-    pthread_mutex_lock(&up->mu);
-    struct jw_redis_request *req = up->q_head;
-    up->q_head = up->q_tail = NULL;
-    pthread_mutex_unlock(&up->mu);
-
-    bool ready = jw_redislink_state(&up->cmd) == JW_LINK_READY;
-    uint64_t now = jw_redislink_now_ms();
-    while (req) {
-        struct jw_redis_request *next = req->_next;
-        req->_next = NULL;
-        if (!ready) {
-            finish(up, req, -ENOTCONN, NULL);
-        } else if (req->_deadline_ms <= now) {
-            finish(up, req, -ETIMEDOUT, NULL); /* this thread was late, not Redis */
-        } else if (up->inflight >= JW_UPSTREAM_MAX_PENDING) {
-            finish(up, req, -ENOBUFS, NULL);
-        } else {
-            jw_redislink_write(&up->cmd, req->cmd, req->cmd_len);
-            jw_metric_add(JW_M_REDIS_COMMANDS, 1);
-            if (up->fifo_tail)
-                up->fifo_tail->_next = req;
-            else
-                up->fifo_head = req;
-            up->fifo_tail = req;
-            up->inflight++;
-        }
-        req = next;
-    }
-    if (ready)
-        cmd_rearm(up);
-}
+/* ---- submission ---- */
 
 void
 jw_upstream_submit(struct jw_upstream *up, struct jw_redis_request *req)
 {
     req->_next = NULL;
+    req->_redirects = req->_asking = req->_in_txn = 0;
     req->status = 0;
     req->reply = NULL;
     req->_deadline_ms = jw_redislink_now_ms() + (uint64_t)up->cfg->redis_read_timeout_ms;
     pthread_mutex_lock(&up->mu);
     if (!up->accepting) {
         pthread_mutex_unlock(&up->mu);
-        finish(up, req, -ECANCELED, NULL); /* on this thread, as upstream.h says */
+        struct jw_redis_request *one = req;
+        jw_upcmd_finish_list(up, one, -ECANCELED); /* on this thread, as upstream.h says */
         return;
     }
     if (up->q_tail) {
@@ -511,8 +332,9 @@ on_stop(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_unlock(&up->mu);
 
     jw_redislink_stop(&up->sub, R_STOPPED);
-    jw_redislink_stop(&up->cmd, R_STOPPED); /* in flight: -ECANCELED */
-    finish_list(up, queued, -ECANCELED);
+    jw_upcmd_stop(up); /* in flight: -ECANCELED */
+    jw_topo_stop(&up->topo);
+    jw_upcmd_finish_list(up, queued, -ECANCELED);
     event_base_loopbreak(up->base);
 }
 
@@ -521,11 +343,13 @@ thread_main(void *arg)
 {
     struct jw_upstream *up = arg;
     jw_redislink_connect(&up->sub);
-    jw_redislink_connect(&up->cmd);
+    jw_upcmd_start(up);
+    jw_topo_start(&up->topo);
     /* NO_EXIT_ON_EMPTY: only on_stop ends the loop, whatever is pending. */
     event_base_loop(up->base, EVLOOP_NO_EXIT_ON_EMPTY);
     jw_redislink_shutdown(&up->sub);
-    jw_redislink_shutdown(&up->cmd);
+    jw_upcmd_shutdown(up);
+    jw_topo_shutdown(&up->topo);
     return NULL;
 }
 
@@ -552,7 +376,10 @@ jw_upstream_new(const struct jw_config *cfg, const struct jw_upstream_hooks *hoo
     up->rules.max_payload_bytes = cfg->max_payload_bytes;
     size_t reply_limit = cfg->max_payload_bytes + REPLY_SLACK;
     jw_redislink_init(&up->sub, cfg, &sub_role, up, reply_limit);
-    jw_redislink_init(&up->cmd, cfg, &cmd_role, up, reply_limit);
+    jw_upcmd_init(up, reply_limit);
+    jw_topo_init(&up->topo, cfg);
+    up->topo.changed = on_topology;
+    up->topo.ctx = up;
     pthread_mutex_init(&up->mu, NULL);
     return up;
 }
@@ -564,16 +391,27 @@ jw_upstream_start(struct jw_upstream *up)
         return -EALREADY;
     if (up->cfg->redis_npatterns == 0 || up->cfg->redis_npatterns > JW_CONFIG_MAX_PATTERNS)
         return -EINVAL;
+    if (up->cfg->redis_tls && !up->tls) {
+        char err[512];
+        up->tls = jw_redistls_ctx_new(up->cfg, err, sizeof err);
+        if (!up->tls) {
+            jw_error(MOD, "TLS to redis: %s", err);
+            return -EINVAL;
+        }
+        jw_redislink_set_tls(&up->sub, up->tls);
+    }
     up->base = event_base_new();
     if (!up->base)
         return -ENOMEM;
     up->stop_ev = event_new(up->base, -1, 0, on_stop, up);
-    up->submit_ev = event_new(up->base, -1, 0, on_submit, up);
+    up->submit_ev = event_new(up->base, -1, 0, jw_upcmd_on_submit, up);
     if (!up->stop_ev || !up->submit_ev)
         return -ENOMEM; /* the events are freed by jw_upstream_free */
     int rc = jw_redislink_attach(&up->sub, up->base);
     if (rc == 0)
-        rc = jw_redislink_attach(&up->cmd, up->base);
+        rc = jw_upcmd_attach(up);
+    if (rc == 0)
+        rc = jw_topo_attach(&up->topo, up->base, up->tls);
     if (rc < 0)
         return rc;
     pthread_mutex_lock(&up->mu);
@@ -586,7 +424,7 @@ jw_upstream_start(struct jw_upstream *up)
         struct jw_redis_request *queued = up->q_head;
         up->q_head = up->q_tail = NULL;
         pthread_mutex_unlock(&up->mu);
-        finish_list(up, queued, -ECANCELED);
+        jw_upcmd_finish_list(up, queued, -ECANCELED);
         return -rc;
     }
     up->started = true;
@@ -600,8 +438,8 @@ jw_upstream_stop(struct jw_upstream *up)
         /* Nothing runs and nothing is pending: submissions are refused at once. */
         if (jw_redislink_state(&up->sub) != JW_LINK_STOPPED)
             jw_redislink_set_state(&up->sub, JW_LINK_STOPPED, R_STOPPED);
-        if (jw_redislink_state(&up->cmd) != JW_LINK_STOPPED)
-            jw_redislink_set_state(&up->cmd, JW_LINK_STOPPED, R_STOPPED);
+        if (jw_redislink_state(&up->cmd.link) != JW_LINK_STOPPED)
+            jw_redislink_set_state(&up->cmd.link, JW_LINK_STOPPED, R_STOPPED);
         return;
     }
     event_active(up->stop_ev, EV_READ, 0); /* thread-safe: the base has evthread locks */
@@ -620,7 +458,9 @@ jw_upstream_free(struct jw_upstream *up)
     if (up->submit_ev)
         event_free(up->submit_ev);
     jw_redislink_free(&up->sub);
-    jw_redislink_free(&up->cmd);
+    jw_upcmd_free(up);
+    jw_topo_free(&up->topo);
+    jw_redistls_ctx_free(up->tls);
     if (up->base)
         event_base_free(up->base);
     pthread_mutex_destroy(&up->mu);

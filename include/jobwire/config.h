@@ -20,12 +20,12 @@
 
 struct jw_config {
     /* client side */
-    char *listen_address;          /* listen_address, JOBWIRE_LISTEN_ADDRESS; "127.0.0.1" */
-    int listen_port;               /* listen_port, JOBWIRE_LISTEN_PORT; 8080; 1..65535 */
-    char *web_root;                /* web_root; "web"; "" disables static files */
-    size_t client_queue_max_bytes; /* 1048576; 4096..1073741824 */
-    size_t client_max_message_bytes;  /* inbound message size limit; 4096; 256..1048576 */
-    int client_max_subscriptions;     /* job subscriptions per connection; 256; 1..100000 */
+    char *listen_address;            /* listen_address, JOBWIRE_LISTEN_ADDRESS; "127.0.0.1" */
+    int listen_port;                 /* listen_port, JOBWIRE_LISTEN_PORT; 8080; 1..65535 */
+    char *web_root;                  /* web_root; "web"; "" disables static files */
+    size_t client_queue_max_bytes;   /* 1048576; 4096..1073741824 */
+    size_t client_max_message_bytes; /* inbound message size limit; 4096; 256..1048576 */
+    int client_max_subscriptions;    /* job subscriptions per connection; 256; 1..100000 */
     bool dev_auth; /* dev_auth; false. Development only: trust ?user=&admin= on connect */
 
     /* authentication (JWT, see docs/SECURITY.md; verified by auth.c) */
@@ -47,6 +47,9 @@ struct jw_config {
     bool revocation_fail_open;     /* derived from revocation_fail by jw_config_finish() */
     char *job_owner_key_template;  /* "ai:job:{jobId}" */
     char *job_owner_field;         /* "userId" */
+    char *job_status_key_template; /* "ai:job:status:{jobId}": string state, for snapshots */
+    int probe_interval_ms;         /* 5000; 0 (off) or up to 600000 */
+    int probe_timeout_ms;          /* 15000: an unanswered probe older than this fails /readyz */
     char *allowed_origins[JW_CONFIG_MAX_PATTERNS]; /* ""; Origin allowlist, none = any */
     size_t allowed_norigins;
     char *trusted_proxies[JW_CONFIG_MAX_PATTERNS]; /* ""; IPv4/IPv6 CIDRs allowed to set XFF */
@@ -57,34 +60,46 @@ struct jw_config {
     int client_message_burst;           /* 40; 1..100000: token bucket size */
 
     /* Redis side */
-    char *redis_url;      /* redis_url, REDIS_URL; "" (then host/port below). redis://[user:pass@]host:port */
+    char *redis_url;      /* redis_url, REDIS_URL; "" (then host/port below).
+                             redis://[user:pass@]host:port */
     char *redis_host;     /* redis_host, REDIS_HOST; "127.0.0.1" */
     int redis_port;       /* redis_port, REDIS_PORT; 6379; 1..65535 */
     char *redis_username; /* redis_username, REDIS_USERNAME; "" (ACL user; empty = default user) */
     char *redis_password; /* redis_password, REDIS_PASSWORD; "" (secret: never logged) */
-    bool redis_tls;       /* set by a rediss:// URL; rejected until TLS support lands */
+    bool redis_tls;       /* redis_tls; no; also set by a rediss:// URL */
+    char *redis_tls_ca_file;     /* ""; PEM CA bundle (else redis_tls_ca_dir, else system paths) */
+    char *redis_tls_ca_dir;      /* ""; hashed CA directory (c_rehash) */
+    char *redis_tls_server_name; /* ""; SNI + name checked on the certificate; "" = the host */
+    char *redis_tls_cert_file;   /* ""; client certificate (PEM chain), with redis_tls_key_file */
+    char *redis_tls_key_file;    /* ""; its private key (PEM) */
+    char *redis_sentinels[JW_CONFIG_MAX_PATTERNS]; /* ""; host:port of sentinels, tried in order */
+    size_t redis_nsentinels;
+    char *redis_sentinel_master;                       /* ""; master name the sentinels monitor */
+    char *redis_sentinel_password;                     /* ""; AUTH for the sentinels (secret) */
+    char *redis_cluster_nodes[JW_CONFIG_MAX_PATTERNS]; /* ""; host:port seeds of a cluster */
+    size_t redis_ncluster_nodes;
     char *redis_patterns[JW_CONFIG_MAX_PATTERNS]; /* redis_patterns; "ai:job:*"; comma separated */
     size_t redis_npatterns;
-    char *channel_prefix;            /* channel_prefix; "ai:job:" */
-    int redis_connect_timeout_ms;    /* 10000; 100..600000 */
-    int redis_read_timeout_ms;       /* 5000; 100..600000: wait for a reply to a command */
-    int redis_ping_interval_ms;      /* 15000; 0 (off) or 500..600000 */
-    int reconnect_initial_ms;        /* 200; 1..600000 */
-    int reconnect_max_ms;            /* 30000; 1..3600000; >= reconnect_initial_ms */
-    double reconnect_multiplier;     /* 2.0; 1.0..10.0 */
-    int reconnect_reset_after_ms;    /* 30000; 0..3600000: uptime after which backoff resets */
-    size_t max_payload_bytes;        /* 65536; 64..16777216 */
-    size_t inbox_max_events;         /* 65536; 16..10000000 */
+    char *channel_prefix;         /* channel_prefix; "ai:job:" */
+    int redis_connect_timeout_ms; /* 10000; 100..600000 */
+    int redis_read_timeout_ms;    /* 5000; 100..600000: wait for a reply to a command */
+    int redis_ping_interval_ms;   /* 15000; 0 (off) or 500..600000 */
+    int reconnect_initial_ms;     /* 200; 1..600000 */
+    int reconnect_max_ms;         /* 30000; 1..3600000; >= reconnect_initial_ms */
+    double reconnect_multiplier;  /* 2.0; 1.0..10.0 */
+    int reconnect_reset_after_ms; /* 30000; 0..3600000: uptime after which backoff resets */
+    size_t max_payload_bytes;     /* 65536; 64..16777216 */
+    size_t inbox_max_events;      /* 65536; 16..10000000 */
 
-    enum jw_log_level log_level; /* log_level, JOBWIRE_LOG_LEVEL; info; debug|info|warn|error */
+    enum jw_log_level log_level;   /* log_level, JOBWIRE_LOG_LEVEL; info; debug|info|warn|error */
     enum jw_log_format log_format; /* log_format, JOBWIRE_LOG_FORMAT; text; text|json */
 };
 
 void jw_config_defaults(struct jw_config *c);
 /* Each function below returns 0, or -1 with a one-line reason in err ("file:line: reason" for
  * files, "VARIABLE: reason" for the environment). */
-int jw_config_set(struct jw_config *c, const char *key, const char *value, char *err,
-                  size_t errlen) __attribute__((warn_unused_result));
+int jw_config_set(struct jw_config *c, const char *key, const char *value, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 int jw_config_load_file(struct jw_config *c, const char *path, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 /* Reads JOBWIRE_<KEY> for every key, and the aliases named above (REDIS_URL, ...). */

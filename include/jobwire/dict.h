@@ -19,6 +19,9 @@ void *jw_dict_set(struct jw_dict *d, const char *key, void *value);
 /* Removes; returns the removed value or NULL. */
 void *jw_dict_del(struct jw_dict *d, const char *key);
 size_t jw_dict_size(const struct jw_dict *d);
+/* Calls fn for every entry, in no particular order; fn must not change the table. */
+void jw_dict_foreach(const struct jw_dict *d, void (*fn)(void *ctx, const char *key, void *value),
+                     void *ctx);
 
 /* SipHash-1-3 (as redis and CPython use for hash tables). */
 uint64_t jw_siphash(const void *data, size_t len, const uint8_t key[16]);

@@ -11,6 +11,9 @@
  * Each message is parsed once, and its outgoing frame built once:
  *   {"type":"event","kind":K,"jobId":J,"userId":U,"channel":C,"payload":<original JSON>,"seq":N}
  * ("userId" only when known; "seq" stamped per recipient at write time, see frame.h).
+ *
+ * Messages on jobwire's own channel ({prefix}__jobwire__:{rest}) become JW_KIND_INTERNAL events
+ * with job_id = rest, no user and no frame, whatever their payload.
  */
 #ifndef JOBWIRE_EVENT_H
 #define JOBWIRE_EVENT_H
@@ -26,8 +29,14 @@ enum jw_kind {
     JW_KIND_COMPLETE,
     JW_KIND_ERROR,
     JW_KIND_OTHER, /* any other kind segment; its name stays in the frame */
-    JW_KIND__COUNT
+    JW_KIND__COUNT,
+    /* Not filterable, not published by job services: */
+    JW_KIND_SNAPSHOT = JW_KIND__COUNT, /* a job's state read from Redis; passes every filter */
+    JW_KIND_INTERNAL,                  /* jobwire's own channel (markers, probes); never routed */
 };
+
+/* The kind segment of jobwire's own channel: {prefix}__jobwire__:{instance}:{what} */
+#define JW_INTERNAL_KIND "__jobwire__"
 #define JW_KINDS_ALL ((1u << JW_KIND__COUNT) - 1)
 
 #define JW_ID_MAX 128 /* longest job or user id accepted, in bytes */

@@ -69,6 +69,9 @@ int jw_hub_set_all_scope(struct jw_hub *hub, struct jw_member *m, unsigned kinds
 size_t jw_hub_subscription_count(const struct jw_member *m);
 /* Jobs that have at least one subscriber. */
 size_t jw_hub_job_count(const struct jw_hub *hub);
+/* Calls fn with the id of every job that has a subscriber; fn must not change the hub. */
+void jw_hub_foreach_job(const struct jw_hub *hub, void (*fn)(void *ctx, const char *job_id),
+                        void *ctx);
 void jw_hub_route(struct jw_hub *hub, struct jw_event *ev, jw_hub_deliver_fn deliver, void *ctx,
                   struct jw_route_stats *stats);
 

@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-enum jw_msg_type { JW_MSG_EVENT = 0, JW_MSG_REDIS_REPLY };
+enum jw_msg_type { JW_MSG_EVENT = 0, JW_MSG_REDIS_REPLY, JW_MSG_LINK_STATE };
 
 /* The link embedded first in every message; owned by whoever holds the message. */
 struct jw_msg {

@@ -71,6 +71,12 @@
     X(EVENTS_INBOX_FULL, counter, "jobwire_events_invalid_total", "reason=\"inbox_full\"",         \
       "Redis messages dropped before routing")                                                     \
     X(DELIVERIES, counter, "jobwire_deliveries_total", "", "Event frames queued to clients")       \
+    X(SNAPSHOTS, counter, "jobwire_snapshots_total", "result=\"ok\"",                              \
+      "Job snapshots sent to clients after a subscribe")                                           \
+    X(SNAPSHOTS_UNAVAILABLE, counter, "jobwire_snapshots_total", "result=\"unavailable\"",         \
+      "Job snapshots sent to clients after a subscribe")                                           \
+    X(RESYNCS, counter, "jobwire_resyncs_total", "",                                               \
+      "Job snapshots pushed to subscribers when the Redis subscription came back")                 \
     X(DELIVERIES_DENIED, counter, "jobwire_deliveries_denied_total", "",                           \
       "Events withheld from a subscriber because the event belongs to another user")               \
     X(DELIVERY_LATENCY, histogram, "jobwire_delivery_latency_seconds", "",                         \

@@ -45,6 +45,9 @@ struct jw_redis_request {
     size_t cmd_len;
     struct jw_redis_request *_next; /* upstream thread's queues */
     uint64_t _deadline_ms;
+    unsigned char _redirects; /* cluster: MOVED/ASK retries so far */
+    unsigned char _asking;    /* cluster: an ASKING went out before it; skip that reply */
+    unsigned char _in_txn;    /* cluster: part of MULTI..EXEC, never retried alone */
 };
 
 /* Formats the command from argv (binary safe with argvlen; NULL argvlen = C strings). */

@@ -36,6 +36,7 @@ struct evdns_base;
 struct bufferevent;
 struct redisReader;
 struct redisReply;
+struct ssl_ctx_st;
 struct jw_redislink;
 
 /* What a role supplies. Every callback runs on the loop thread; `l->owner` is the role's data.
@@ -50,6 +51,9 @@ struct jw_redislink_role {
     /* Without a password, open with a PING (in AUTHENTICATING) so that the role only takes over
      * once a server has answered, not merely accepted the TCP connection. */
     bool probe;
+    /* Before each connection attempt (not after jw_redislink_redirect): may set host, port,
+     * tls_name, username, password. May be NULL (the target stays as it is). */
+    void (*prepare)(struct jw_redislink *l);
     /* Connected and authenticated: send the role's first command or call jw_redislink_up(). */
     void (*opened)(struct jw_redislink *l);
     /* One complete reply after AUTH; takes ownership of `r` (freeReplyObject or keep it). */
@@ -72,7 +76,14 @@ struct jw_redislink {
     void *owner;
     _Atomic int state; /* enum jw_link_state; written by the loop thread only */
     /* role-visible, loop thread only */
-    bool ping_pending;         /* a health PING is on the wire, its reply not yet read */
+    char host[256]; /* the connection target: redis_host/redis_port unless prepare() says */
+    int port;
+    char tls_name[256];   /* name expected on the server certificate; "" = host */
+    const char *username; /* AUTH for this target (config strings, not owned); NULL = none */
+    const char *password;
+    bool discovering;  /* topology: this connection asks a sentinel or seed node, see redistopo.h */
+    unsigned seed_idx; /* topology: which sentinel or node the next attempt tries */
+    bool ping_pending; /* a health PING is on the wire, its reply not yet read */
     uint64_t ping_deadline_ms; /* when that reply is due (monotonic ms) */
     /* private */
     struct event_base *_base;
@@ -81,6 +92,8 @@ struct jw_redislink {
     struct bufferevent *_bev;
     struct redisReader *_reader; /* replaced on each connect; never freed inside on_read */
     bool _probing;               /* AUTHENTICATING with the opening PING instead of AUTH */
+    bool _redirected;            /* the next attempt keeps host/port: jw_redislink_redirect */
+    struct ssl_ctx_st *_ssl_ctx; /* shared, not owned; NULL = plain TCP */
     uint64_t _gen;               /* grows on every close, see on_read */
     size_t _reply_limit;
     struct jw_backoff _backoff;
@@ -94,6 +107,8 @@ void jw_redislink_init(struct jw_redislink *l, const struct jw_config *cfg,
 /* Creates the timers on `base`; returns 0 or -ENOMEM. Caller thread, before the loop runs. */
 int jw_redislink_attach(struct jw_redislink *l, struct event_base *base)
     __attribute__((warn_unused_result));
+/* Makes every connection of this link use TLS with `ctx` (shared, must outlive the link). */
+void jw_redislink_set_tls(struct jw_redislink *l, struct ssl_ctx_st *ctx);
 /* Starts the first connection attempt. Loop thread. */
 void jw_redislink_connect(struct jw_redislink *l);
 /* Leaves for STOPPED: closes the connection, cancels the retry, calls closed(-ECANCELED). */
@@ -110,6 +125,13 @@ void jw_redislink_set_state(struct jw_redislink *l, enum jw_link_state st, const
  * dynamic, never a secret), calls closed(-ENOTCONN) and arms the retry. Ignored unless the link
  * is connecting, authenticating or in a role state. */
 void jw_redislink_fail(struct jw_redislink *l, const char *reason, const char *detail);
+/* Closes the connection and connects to host:port on the next loop turn, without backoff and
+ * without prepare() (topology: from a sentinel or seed to the node it named). The state stays
+ * CONNECTING; a failure of the new attempt is an ordinary one. Safe inside role->reply. */
+void jw_redislink_redirect(struct jw_redislink *l, const char *host, int port, const char *username,
+                           const char *password);
+/* Sets the target (host is copied, truncated to fit). */
+void jw_redislink_set_target(struct jw_redislink *l, const char *host, int port);
 /* Enters role->up_state: sets the gauge, resets the deadline, starts the ping timer. */
 void jw_redislink_up(struct jw_redislink *l);
 /* Milliseconds since the link was last up (or since start). */

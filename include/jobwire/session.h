@@ -58,7 +58,10 @@ struct jw_session_env {
     struct jw_counts *per_user;
     struct jw_cidr trusted[JW_CONFIG_MAX_PATTERNS];
     size_t ntrusted;
+    char marker_prefix[192]; /* {channel_prefix}__jobwire__:{instance}: */
+    uint8_t link_up;         /* the Redis subscription is active (markers can come back) */
     uint32_t next_id;
+    uint32_t next_op_serial;
 };
 
 struct jw_session_op; /* private: the Redis-backed step in progress */
@@ -89,8 +92,9 @@ struct jw_session {
     uint8_t nheld;
 };
 
+/* `instance` names this process in marker channels (replicas share the channels). */
 void jw_session_env_init(struct jw_session_env *env, const struct jw_config *cfg,
-                         const struct jw_auth *auth);
+                         const struct jw_auth *auth, const char *instance);
 void jw_session_env_destroy(struct jw_session_env *env);
 
 /* Decides on an upgrade request before it is accepted. Returns 0, or an HTTP status (401, 403,
@@ -105,6 +109,10 @@ int jw_session_timer(struct jw_session *s);
 void jw_session_closed(struct jw_session *s);
 /* The hub's deliver callback (ctx unused): queues the event's frame on the session. */
 void jw_session_deliver(void *ctx, struct jw_member *m, struct jw_event *ev);
+/* A marker of jobwire's own channel came back: `what` is "{session}:{op}:{job}". */
+void jw_session_marker(struct jw_session_env *env, const char *what);
+/* Queues a control frame for every authenticated session. */
+void jw_session_broadcast(struct jw_session_env *env, struct jw_frame *f);
 /* Marks every session to close with `code` and asks lws for a write turn on each. */
 void jw_session_close_all(struct jw_session_env *env, uint16_t code);
 

@@ -91,6 +91,11 @@ enum jw_link_state jw_upstream_state(const struct jw_upstream *up);
 void jw_upstream_submit(struct jw_upstream *up, struct jw_redis_request *req);
 /* 1 when the command connection is READY, else 0; any thread. */
 int jw_upstream_command_ready(const struct jw_upstream *up);
+/* 1 when jobwire talks to a Redis Cluster (redis_cluster_nodes), else 0; any thread. In a
+ * cluster each single-key command goes to its slot's master (MOVED/ASK are followed), and a
+ * MULTI..EXEC goes to the node of its first key: keys in other slots fail the transaction
+ * (-CROSSSLOT or -MOVED, then EXEC answers -EXECABORT). See docs/REDIS.md. */
+int jw_upstream_is_cluster(const struct jw_upstream *up);
 const char *jw_link_state_name(enum jw_link_state state);
 
 #endif

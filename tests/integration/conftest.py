@@ -179,6 +179,8 @@ class WsClient:
         self.welcome = welcome
         self.name = name
         self.events = deque()
+        self.snapshots = deque()
+        self.statuses = deque()  # {"type":"status","live":...} notices, in order
         self.last_seq = 0
         self._ids = 0
 
@@ -198,10 +200,10 @@ class WsClient:
         msg = json.loads(raw)
         assert isinstance(msg, dict) and isinstance(msg.get("type"), str), \
             f"{self.name}: server message without type: {raw}"
-        if msg["type"] == "event":
+        if msg["type"] in ("event", "snapshot"):
             seq = msg.get("seq")
             assert seq == self.last_seq + 1, \
-                f"{self.name}: event seq {seq!r} after {self.last_seq}: {msg}"
+                f"{self.name}: {msg['type']} seq {seq!r} after {self.last_seq}: {msg}"
             self.last_seq = seq
         return msg
 
@@ -213,12 +215,19 @@ class WsClient:
         return f"r{self._ids}"
 
     async def reply(self, rid=None, timeout=WAIT):
-        """The next non-event message; with rid, it must answer that request id."""
+        """The next message that is not an event or snapshot; with rid, it must answer that
+        request id. Events and snapshots that come first are kept for expect_*()."""
         deadline = time.monotonic() + timeout
         while True:
             msg = await self.recv_json(max(0.01, deadline - time.monotonic()))
             if msg["type"] == "event":
                 self.events.append(msg)
+                continue
+            if msg["type"] == "snapshot":
+                self.snapshots.append(msg)
+                continue
+            if msg["type"] == "status":
+                self.statuses.append(msg)
                 continue
             if rid is not None:
                 assert msg.get("id") == str(rid), \
@@ -259,10 +268,48 @@ class WsClient:
         return r
 
     async def expect_event(self, timeout=WAIT):
+        """The next event; snapshots on the way are kept for expect_snapshot()."""
         if self.events:
             return self.events.popleft()
-        msg = await self.recv_json(timeout)
-        assert msg["type"] == "event", f"{self.name}: expected an event, got {msg}"
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = await self.recv_json(max(0.01, deadline - time.monotonic()))
+            if msg["type"] == "snapshot":
+                self.snapshots.append(msg)
+                continue
+            if msg["type"] == "status":
+                self.statuses.append(msg)
+                continue
+            assert msg["type"] == "event", f"{self.name}: expected an event, got {msg}"
+            return msg
+
+    async def expect_snapshot(self, timeout=WAIT):
+        """The next snapshot; no event may come before it."""
+        if self.snapshots:
+            return self.snapshots.popleft()
+        assert not self.events, f"{self.name}: event {self.events[0]} before the snapshot"
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = await self.recv_json(max(0.01, deadline - time.monotonic()))
+            if msg["type"] == "status":
+                self.statuses.append(msg)
+                continue
+            assert msg["type"] == "snapshot", f"{self.name}: expected a snapshot, got {msg}"
+            return msg
+
+    async def expect_status(self, live, timeout=WAIT):
+        """The next pause/resume notice, which must say `live`."""
+        deadline = time.monotonic() + timeout
+        while not self.statuses:
+            msg = await self.recv_json(max(0.01, deadline - time.monotonic()))
+            if msg["type"] == "status":
+                self.statuses.append(msg)
+            elif msg["type"] == "snapshot":
+                self.snapshots.append(msg)
+            else:
+                self.events.append(msg)
+        msg = self.statuses.popleft()
+        assert msg["live"] is live, f"{self.name}: expected live={live}, got {msg}"
         return msg
 
     async def expect_no_event(self, duration):
@@ -353,6 +400,12 @@ class Jobwire:
         self.config = write_config(os.path.join(self.dir, "jobwire.conf"), self.settings)
         self._pub = None
         self.extra_env = {}
+
+    def configure(self, **settings):
+        """Adds settings and rewrites the config file; for a daemon not started yet
+        (jwnostart), when a setting is only known at test time (a key file, a secret)."""
+        self.settings.update(settings)
+        write_config(self.config, self.settings)
 
     def start(self, wait_ready=True):
         assert os.access(self.bin, os.X_OK), f"no jobwire binary at {self.bin} (set JOBWIRE_BIN)"

@@ -14,6 +14,8 @@ async def test_delivery_fields_and_seq(jw):
     alice = await alice_client(jw)
     ack = await alice.subscribe(jobs=["job_1"])
     assert ack["op"] == "subscribe" and ack["scope"] == "jobs" and ack["jobs"] == ["job_1"]
+    snap = await alice.expect_snapshot()  # no state in Redis yet
+    assert snap["jobId"] == "job_1" and snap["state"] is None and snap["seq"] == 1
 
     payload = {"jobId": "job_1", "userId": "alice", "progress": 45}
     assert jw.publish("ai:job:progress:job_1", payload) == 1, "daemon is not subscribed in Redis"
@@ -24,14 +26,14 @@ async def test_delivery_fields_and_seq(jw):
     assert ev["userId"] == "alice"
     assert ev["channel"] == "ai:job:progress:job_1"
     assert ev["payload"] == payload
-    assert ev["seq"] == 1
+    assert ev["seq"] == 2
 
     payload2 = {"eventType": "job_status_update", "jobId": "job_1", "userId": "alice",
                 "status": "completed", "data": {"step": "done", "list": [1, 2.5, None, True]}}
     jw.publish("ai:job:complete:job_1", payload2)
     ev = await alice.expect_event()
     assert ev["kind"] == "complete" and ev["payload"] == payload2
-    assert ev["seq"] == 2
+    assert ev["seq"] == 3
     await alice.close()
 
 

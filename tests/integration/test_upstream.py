@@ -83,22 +83,25 @@ async def test_unicode_payload_round_trip(jw):
 async def test_reconnect_after_redis_restart(jw, redis_server):
     alice = await jw.client("alice")
     await alice.subscribe(jobs=["job_1"])
+    assert (await alice.expect_snapshot())["seq"] == 1
     good(jw)()
-    assert (await alice.expect_event())["seq"] == 1
+    assert (await alice.expect_event())["seq"] == 2
 
     redis_server.kill9()
     jw.wait_status("/readyz", 503)
     assert jw.get("/healthz")[0] == 200
     jw.wait_metric("jobwire_upstream_up", lambda v: v == 0)
+    await alice.expect_status(False)  # told that live updates pause
     await alice.ping()  # clients are served while Redis is away
 
     redis_server.start()  # same port
     jw.reset_publisher()
     jw.wait_status("/readyz", 200)
+    await alice.expect_status(True)
     assert jw.metric("jobwire_upstream_up") == 1
     assert good(jw, progress=100)() == 1, "/readyz is 200 but jobwire is not subscribed"
     ev = await alice.expect_event()
-    assert ev["seq"] == 2 and ev["payload"]["progress"] == 100
+    assert ev["seq"] == 3 and ev["payload"]["progress"] == 100
 
 
 @pytest.mark.jwnostart

@@ -46,6 +46,9 @@ static const char *const keys[] = {
     "revocation_fail",
     "job_owner_key_template",
     "job_owner_field",
+    "job_status_key_template",
+    "probe_interval_ms",
+    "probe_timeout_ms",
     "allowed_origins",
     "trusted_proxies",
     "max_connections_per_ip",
@@ -57,6 +60,16 @@ static const char *const keys[] = {
     "redis_port",
     "redis_username",
     "redis_password",
+    "redis_tls",
+    "redis_tls_ca_file",
+    "redis_tls_ca_dir",
+    "redis_tls_server_name",
+    "redis_tls_cert_file",
+    "redis_tls_key_file",
+    "redis_sentinels",
+    "redis_sentinel_master",
+    "redis_sentinel_password",
+    "redis_cluster_nodes",
     "redis_patterns",
     "channel_prefix",
     "redis_connect_timeout_ms",
@@ -457,7 +470,7 @@ test_unknown_key_set(void **state)
     assert_int_equal(jw_config_set(&c, "listen_prot", "80", err, sizeof err), -1);
     assert_string_equal(err, "unknown key 'listen_prot'");
     assert_int_equal(jw_config_set(&c, "LISTEN_PORT", "80", err, sizeof err), -1);
-    assert_int_equal(jw_config_set(&c, "redis_tls", "yes", err, sizeof err), -1);
+    assert_int_equal(jw_config_set(&c, "redis_tlz", "yes", err, sizeof err), -1);
     jw_config_free(&c);
 }
 
@@ -715,8 +728,8 @@ static void
 test_url_errors(void **state)
 {
     (void)state;
-    expect_url_error("rediss://u:p@h:6380",
-                     "TLS to Redis (rediss://) is not supported by this build yet");
+    expect_url_error("rediss://u:p@h:6380/x",
+                     "redis_url: the path must be a database number such as /0");
     expect_url_error("redis://h:0", "redis_url: bad port '0' (expected 1..65535)");
     expect_url_error("redis://h:65536", "redis_url: bad port '65536' (expected 1..65535)");
     expect_url_error("redis://h:abc/0", "redis_url: bad port 'abc' (expected 1..65535)");

@@ -168,6 +168,23 @@ test_frame_escapes_ids(void **state)
 }
 
 static void
+test_internal_channel(void **state)
+{
+    (void)state;
+    struct jw_event *ev;
+    assert_int_equal(parse("ai:job:__jobwire__:abc:p:123", "not even json", &ev), JW_EVENT_OK);
+    assert_int_equal(ev->kind, JW_KIND_INTERNAL);
+    assert_string_equal(ev->job_id, "abc:p:123");
+    assert_null(ev->frame);
+    assert_null(ev->user_id);
+    jw_event_free(ev);
+    /* Only the exact kind segment is internal. */
+    assert_int_equal(parse("ai:job:__jobwire__x:j", "{}", &ev), JW_EVENT_OK);
+    assert_int_equal(ev->kind, JW_KIND_OTHER);
+    jw_event_free(ev);
+}
+
+static void
 test_kind_filter_names(void **state)
 {
     (void)state;
@@ -191,6 +208,7 @@ main(void)
         cmocka_unit_test(test_rejections),
         cmocka_unit_test(test_non_object_json_is_delivered_without_user),
         cmocka_unit_test(test_frame_escapes_ids),
+        cmocka_unit_test(test_internal_channel),
         cmocka_unit_test(test_kind_filter_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

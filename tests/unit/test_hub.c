@@ -210,6 +210,35 @@ test_one_delivery_per_member_per_event(void **state)
 }
 
 static void
+count_job(void *ctx, const char *job_id)
+{
+    (void)job_id;
+    (*(int *)ctx)++;
+}
+
+static void
+test_foreach_job(void **state)
+{
+    (void)state;
+    struct jw_hub *hub = jw_hub_new();
+    struct jw_member a, b;
+    member(hub, &a, "a", 0);
+    member(hub, &b, "b", 0);
+    assert_int_equal(jw_hub_subscribe_job(hub, &a, "j1", JW_KINDS_ALL, 4), 0);
+    assert_int_equal(jw_hub_subscribe_job(hub, &a, "j2", JW_KINDS_ALL, 4), 0);
+    assert_int_equal(jw_hub_subscribe_job(hub, &b, "j2", JW_KINDS_ALL, 4), 0);
+    int n = 0;
+    jw_hub_foreach_job(hub, count_job, &n);
+    assert_int_equal(n, 2);
+    jw_hub_leave(hub, &a);
+    n = 0;
+    jw_hub_foreach_job(hub, count_job, &n);
+    assert_int_equal(n, 1);
+    jw_hub_leave(hub, &b);
+    jw_hub_free(hub);
+}
+
+static void
 test_many_members_leave_in_any_order(void **state)
 {
     (void)state;
@@ -257,6 +286,7 @@ main(void)
         cmocka_unit_test(test_user_scope),
         cmocka_unit_test(test_admin_all_scope_and_job_subscription),
         cmocka_unit_test(test_one_delivery_per_member_per_event),
+        cmocka_unit_test(test_foreach_job),
         cmocka_unit_test(test_many_members_leave_in_any_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The web tests: unit tests of web/jobwire.js (node --test, fake WebSocket) and browser tests of
+# the dashboard (Debian's chromium driven by playwright-core against the real jobwire and
+# redis-server). Installs what is missing first: the chromium package (apt) and tests/web's
+# npm packages (npm ci; playwright-core only, it never downloads a browser).
+# Ends with "N passed, N failed"; exits non-zero on any failure.
+#   JOBWIRE_BIN=path   the daemon under test (default build/jobwire, built when missing)
+#   CHROMIUM=path      the browser (default /usr/bin/chromium)
+# Screenshots, logs and TAP output: tests/artifacts/web/.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+ARTIFACTS=$ROOT/tests/artifacts/web
+passed=0 failed=0 failures=()
+
+banner() { printf '\n===== %s =====\n' "$*"; }
+summary() {
+    banner summary
+    for f in "${failures[@]}"; do echo "FAILED: $f"; done
+    echo "$passed passed, $failed failed"
+    [[ $failed -eq 0 ]]
+}
+bail() { failed=$((failed + 1)); failures+=("$1"); summary; exit 1; }
+
+banner "dependencies"
+if [[ -z "${CHROMIUM:-}" ]] && [[ "$(dpkg-query -W -f='${db:Status-Abbrev}' chromium 2>/dev/null)" != ii* ]]; then
+    SUDO=()
+    [[ $(id -u) -eq 0 ]] || SUDO=(sudo)
+    echo "installing chromium (Debian package)"
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        chromium </dev/null || {
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null &&
+            "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+                --no-install-recommends chromium </dev/null
+    } || bail "apt-get install chromium"
+fi
+command -v node >/dev/null && command -v npm >/dev/null || bail "node and npm (scripts/install-deps.sh)"
+(cd tests/web && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error) ||
+    bail "npm ci (tests/web)"
+
+if [[ -z "${JOBWIRE_BIN:-}" && ! -x build/jobwire ]]; then
+    banner "build"
+    bash scripts/build.sh --target jobwire || bail "build jobwire"
+fi
+
+mkdir -p "$ARTIFACTS"
+
+# Runs one node --test suite with the TAP reporter; adds its counts to the totals.
+run_suite() { # name, node --test arguments...
+    local name=$1 tap="$ARTIFACTS/$1.tap"
+    shift
+    banner "$name"
+    (cd tests/web && node --test --test-reporter=tap "$@") | tee "$tap"
+    local p f c
+    p=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$tap" | tail -n 1)
+    f=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$tap" | tail -n 1)
+    c=$(sed -n 's/^# cancelled \([0-9]*\)$/\1/p' "$tap" | tail -n 1)
+    if [[ -z "$p" || -z "$f" ]]; then
+        failed=$((failed + 1)); failures+=("$name (no results)")
+        return
+    fi
+    f=$((f + ${c:-0}))
+    echo "$name: $p passed, $f failed"
+    passed=$((passed + p))
+    if [[ $f -gt 0 ]]; then failed=$((failed + f)); failures+=("$name ($f tests)"); fi
+    if [[ $((p + f)) -eq 0 ]]; then failed=$((failed + 1)); failures+=("$name (ran no test)"); fi
+}
+
+run_suite web-unit unit/
+# One browser test at a time: each starts its own redis-server and jobwire.
+run_suite web-browser --test-concurrency=1 --test-timeout=60000 browser/
+
+echo "screenshots and logs: $ARTIFACTS"
+summary
