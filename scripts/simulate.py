@@ -9,7 +9,7 @@ Each simulated job goes through the life the seed documents describe (000, 001):
                                 "status":"pending","progress":0,"timestamp":…}
   then, step by step:  HSET … status processing progress N message STEP
                        PUBLISH ai:job:progress:{id} {… "status":"processing","progress":N,
-                                                     "data":{"step":STEP} …}
+                                                     "message":STEP,"data":{"step":…} …}
   then either          HSET … status completed progress 100 resultKey ai:schedule:result:{id}
                        SET ai:schedule:result:{id} … EX 3600
                        PUBLISH ai:job:complete:{id} {"eventType":"job_completed", …}
@@ -106,7 +106,7 @@ class Simulator:
         pipe.hset(self.key(job), mapping={"status": "pending", "progress": 0, "message": "queued",
                                           "userId": user, "startTime": ts, "updateTime": ts})
         pipe.expire(self.key(job), JOB_TTL)
-        pipe.publish(f"ai:job:status:{job.id}", self.event(job, "pending"))
+        pipe.publish(f"ai:job:status:{job.id}", self.event(job, "pending", message="queued"))
         pipe.execute()
         self.started += 1
         self.schedule(job)
@@ -129,7 +129,8 @@ class Simulator:
             pipe.hset(key, mapping={"status": "failed", "message": job.error, "error": job.error,
                                     "updateTime": ts})
             pipe.publish(f"ai:job:error:{job.id}",
-                         self.event(job, "failed", "job_failed", error=job.error))
+                         self.event(job, "failed", "job_failed", message=job.error,
+                                    error=job.error))
             pipe.execute()
             self.finished += 1
             print(f"failed   {job.id} at {job.progress}%: {job.error}", flush=True)
@@ -142,7 +143,8 @@ class Simulator:
             pipe.hset(key, mapping={"status": "completed", "progress": 100, "message": "done",
                                     "resultKey": result_key, "updateTime": ts})
             pipe.publish(f"ai:job:complete:{job.id}",
-                         self.event(job, "completed", "job_completed", resultKey=result_key))
+                         self.event(job, "completed", "job_completed", message="done",
+                                    resultKey=result_key))
             pipe.execute()
             self.finished += 1
             print(f"complete {job.id}", flush=True)
@@ -151,7 +153,8 @@ class Simulator:
         pipe.hset(key, mapping={"status": "processing", "progress": job.progress, "message": step,
                                 "updateTime": ts})
         pipe.publish(f"ai:job:progress:{job.id}",
-                     self.event(job, "processing", data={"step": step.replace(" ", "_")}))
+                     self.event(job, "processing", message=step,
+                                data={"step": step.replace(" ", "_")}))
         pipe.execute()
         self.schedule(job)
 

@@ -109,6 +109,12 @@ run_counted() { # name, command...
 banner "helm chart (lint, template, rendered objects)"
 run_counted helm bash tests/helm/test_chart.sh
 
+banner "fuzzing (libFuzzer, bounded run per target)"
+run_counted fuzz bash scripts/fuzz.sh "${JW_FUZZ_SECONDS:-15}"
+
+banner "web (jobwire.js unit tests, dashboard in chromium)"
+run_counted web bash scripts/test-web.sh
+
 for tree in build build-asan; do
     banner "integration tests ($tree/jobwire)"
     JOBWIRE_BIN="$PWD/$tree/jobwire" "$PY" -m pytest -p no:cacheprovider -q -rfE \

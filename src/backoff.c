@@ -20,8 +20,8 @@ jw_backoff_init(struct jw_backoff *b, uint32_t initial_ms, uint32_t max_ms, doub
 }
 
 /* splitmix64 (Steele, Lea, Flood 2014): passes BigCrush, any seed (0 included) is fine. */
-static uint64_t
-next_random(uint64_t *state)
+uint64_t
+jw_random_next(uint64_t *state)
 {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -52,7 +52,7 @@ jw_backoff_next(struct jw_backoff *b)
     if (b->attempt < UINT32_MAX)
         b->attempt++;
     /* Modulo bias is at most 2^32 / 2^64: negligible. */
-    return (uint32_t)(next_random(&b->rng_state) % (ceiling + 1));
+    return (uint32_t)(jw_random_next(&b->rng_state) % (ceiling + 1));
 }
 
 void

@@ -65,6 +65,9 @@ static const struct opt opts[] = {
         "Directory of static files served over HTTP; \"\" disables static files."),
     OPT(T_SIZE, client_queue_max_bytes, "1048576", 4096, 1073741824, NULL, 0,
         "Outbound bytes queued for one slow client before it is disconnected."),
+    OPT(T_INT, client_queue_max_messages, "4096", 1, 1000000, NULL, 0,
+        "Frames queued for one slow client (after progress conflation) before it is "
+        "disconnected with 4008."),
     OPT(T_SIZE, client_max_message_bytes, "4096", 256, 1048576, NULL, 0,
         "Largest message a client may send; larger messages close the connection."),
     OPT(T_INT, client_max_subscriptions, "256", 1, 100000, NULL, 0,
@@ -110,6 +113,13 @@ static const struct opt opts[] = {
         "off."),
     OPT(T_INT, probe_timeout_ms, "15000", 100, 3600000, NULL, 0,
         "A probe not seen back within this time makes /readyz fail."),
+    OPT(T_INT, drain_window_ms, "10000", 0, 600000, NULL, 0,
+        "On SIGTERM: the time over which clients are told to reconnect elsewhere and closed "
+        "with 1001, a few at a time; the process exits when the last one is gone."),
+    OPT(T_INT, drain_window_sigint_ms, "1000", 0, 600000, NULL, 0,
+        "The same for SIGINT (Ctrl-C): a faster drain."),
+    OPT(T_INT, drain_reconnect_max_ms, "5000", 0, 600000, NULL, 0,
+        "Upper bound of the random reconnect delay each client is given in its goaway."),
     {"allowed_origins", T_LIST, F(allowed_origins), F(allowed_norigins), "", 0, 0, NULL, O_EMPTY_OK,
      "Comma-separated Origin values allowed for browser connections, e.g. "
      "https://app.example.com; \"\" allows any origin."},

@@ -104,8 +104,8 @@ jw_siphash(const void *data, size_t len, const uint8_t key[16])
     return jw_siphash_rounds(data, len, key, 1, 3);
 }
 
-static uint64_t
-hash_string(const char *key)
+uint64_t
+jw_hash_string(const char *key)
 {
     pthread_once(&hash_key_once, init_hash_key);
     return jw_siphash(key, strlen(key), hash_key);
@@ -169,14 +169,14 @@ find_link(const struct jw_dict *d, const char *key, uint64_t hash)
 void *
 jw_dict_get(const struct jw_dict *d, const char *key)
 {
-    struct entry *e = *find_link(d, key, hash_string(key));
+    struct entry *e = *find_link(d, key, jw_hash_string(key));
     return e ? e->value : NULL;
 }
 
 void *
 jw_dict_set(struct jw_dict *d, const char *key, void *value)
 {
-    uint64_t hash = hash_string(key);
+    uint64_t hash = jw_hash_string(key);
     struct entry **link = find_link(d, key, hash);
     if (*link) {
         void *old = (*link)->value;
@@ -198,7 +198,7 @@ jw_dict_set(struct jw_dict *d, const char *key, void *value)
 void *
 jw_dict_del(struct jw_dict *d, const char *key)
 {
-    struct entry **link = find_link(d, key, hash_string(key));
+    struct entry **link = find_link(d, key, jw_hash_string(key));
     struct entry *e = *link;
     if (!e)
         return NULL;

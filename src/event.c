@@ -12,6 +12,7 @@
 
 #include "jobwire/alloc.h"
 #include "jobwire/buf.h"
+#include "jobwire/dict.h"
 
 static const char *const kind_names[JW_KIND__COUNT] = {
     [JW_KIND_STATUS] = "status", [JW_KIND_PROGRESS] = "progress", [JW_KIND_COMPLETE] = "complete",
@@ -170,6 +171,8 @@ jw_event_parse(const struct jw_event_rules *rules, const char *channel, size_t c
     ev->job_id = job_id;
     ev->user_id = user_id;
     ev->frame = build_frame(ev, kind, kind_len, channel, channel_len, payload, payload_len);
+    if (ev->kind == JW_KIND_PROGRESS) /* only progress may be superseded in a client's queue */
+        ev->frame->conflate_key = jw_hash_string(job_id) | 1;
     *out = ev;
     return JW_EVENT_OK;
 }

@@ -22,6 +22,7 @@ frame_alloc(size_t len, int stamped)
     f->stamped = stamped ? 1 : 0;
     f->len = len;
     f->origin_ns = 0;
+    f->conflate_key = 0;
     return f;
 }
 

@@ -19,6 +19,7 @@
 
 #include "jobwire/alloc.h"
 #include "jobwire/auth.h"
+#include "jobwire/backoff.h"
 #include "jobwire/buf.h"
 #include "jobwire/hub.h"
 #include "jobwire/inbox.h"
@@ -33,6 +34,8 @@ enum { MOUNT_HEALTHZ = 0, MOUNT_READYZ, MOUNT_METRICS, MOUNT_WEB, MOUNT_COUNT };
 
 #define WS_PATH "/ws"
 
+enum { JW_STOP_DRAIN = 1, JW_STOP_FAST = 2 };
+
 struct jw_gateway {
     const struct jw_config *cfg;
     struct lws_context *ctx;
@@ -40,8 +43,14 @@ struct jw_gateway {
     struct jw_session_env env;
     struct jw_auth *auth;
     struct jw_live *live;
-    char instance[20]; /* random: names this process on jobwire's own channel */
-    _Atomic int stop_requested;
+    char instance[20];          /* random: names this process on jobwire's own channel */
+    _Atomic int stop_requested; /* 0, JW_STOP_DRAIN or JW_STOP_FAST; any thread */
+    /* drain state, gateway thread only */
+    lws_sorted_usec_list_t drain_tick;
+    uint64_t drain_started_ms, drain_window_ms;
+    size_t drain_total, drain_told;
+    uint64_t rng; /* jitter of the reconnect delays */
+    uint8_t draining, drain_done;
     _Atomic int link_state;
     /* lws keeps pointers to these for the life of the context */
     struct lws_protocols protocols[PROTO_COUNT + 1];
@@ -205,6 +214,10 @@ on_confirm_upgrade(struct lws *wsi)
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "WebSocket endpoint is " WS_PATH);
         return 1;
     }
+    if (gw->draining) {
+        lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "draining");
+        return 1;
+    }
     unsigned status = jw_session_admit(&gw->env, wsi, &why);
     if (status) {
         jw_metric_add(JW_M_CONNECTIONS_REJECTED_AUTH, 1);
@@ -305,6 +318,7 @@ jw_gateway_new(const struct jw_config *cfg)
     if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
         rnd = jw_monotonic_ns() ^ (uint64_t)getpid() << 32;
     snprintf(gw->instance, sizeof(gw->instance), "%016llx", (unsigned long long)rnd);
+    gw->rng = rnd;
     jw_session_env_init(&gw->env, cfg, gw->auth, gw->instance);
     gw->inbox = jw_inbox_new(cfg->inbox_max_events);
     atomic_store(&gw->link_state, JW_LINK_IDLE);
@@ -366,32 +380,92 @@ jw_gateway_new(const struct jw_config *cfg)
     return gw;
 }
 
+/* ---- shutdown ---------------------------------------------------------------------------
+ * SIGTERM drains: readiness turns false at once, new WebSockets are refused, and the sessions
+ * are told to go (goaway with a spread-out reconnect delay, then close 1001) a few at a time
+ * over 80 % of drain_window_ms, so that the other replicas see a trickle of reconnects rather
+ * than a storm; the loop ends when the last session is gone or the window is over. SIGINT does
+ * the same over drain_window_sigint_ms. */
+
+static uint64_t
+now_ms(void)
+{
+    return jw_monotonic_ns() / 1000000u;
+}
+
+static void
+on_drain_tick(lws_sorted_usec_list_t *sul)
+{
+    struct jw_gateway *gw = lws_container_of(sul, struct jw_gateway, drain_tick);
+    uint64_t elapsed = now_ms() - gw->drain_started_ms;
+    uint64_t spread = gw->drain_window_ms * 8 / 10;
+    size_t due = elapsed >= spread ? gw->drain_total
+                                   : (size_t)(gw->drain_total * elapsed / (spread ? spread : 1));
+    /* Sessions told already have close_code set; the list only shrinks while draining. */
+    for (struct jw_session *s = gw->env.all; s && gw->drain_told < due; s = s->next) {
+        if (s->close_code)
+            continue;
+        uint32_t delay =
+            gw->cfg->drain_reconnect_max_ms
+                ? (uint32_t)(jw_monotonic_ns() % (uint64_t)gw->cfg->drain_reconnect_max_ms)
+                : 0;
+        jw_session_goaway(s, delay);
+        gw->drain_told++;
+    }
+    if (!gw->env.all || elapsed >= gw->drain_window_ms) {
+        gw->drain_done = 1;
+        lws_cancel_service(gw->ctx); /* else poll() sleeps on until the next timer */
+        return;
+    }
+    lws_sul_schedule(gw->ctx, 0, &gw->drain_tick, on_drain_tick, 10 * LWS_US_PER_MS);
+}
+
+static void
+begin_drain(struct jw_gateway *gw, int fast)
+{
+    const struct jw_config *cfg = gw->cfg;
+    gw->draining = 1;
+    gw->drain_window_ms = (uint64_t)(fast ? cfg->drain_window_sigint_ms : cfg->drain_window_ms);
+    gw->drain_started_ms = now_ms();
+    gw->drain_total = 0;
+    for (struct jw_session *s = gw->env.all; s; s = s->next)
+        gw->drain_total++;
+    jw_info("gateway", "draining %zu connection(s) over %llu ms (%s)", gw->drain_total,
+            (unsigned long long)gw->drain_window_ms, fast ? "SIGINT" : "SIGTERM");
+    /* The listener stays open, refusing every new WebSocket with 503 (on_confirm_upgrade):
+     * lws 4.1.6's lws_context_deprecate(), which would close it, frees the listen wsi while
+     * still walking it (valgrind), see docs/DESIGN.md. */
+    on_drain_tick(&gw->drain_tick);
+}
+
 int
 jw_gateway_run(struct jw_gateway *gw)
 {
-    while (!atomic_load(&gw->stop_requested))
-        if (lws_service(gw->ctx, 0) < 0)
-            return -1;
-
-    /* Say goodbye to every client, then give the close frames a short while to leave. */
-    jw_session_close_all(&gw->env, LWS_CLOSE_STATUS_GOINGAWAY);
-    struct timespec now, deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += 2;
-    do {
-        if (lws_service(gw->ctx, 0) < 0)
+    int rc = 0;
+    while (!gw->drain_done) {
+        int stop = atomic_load(&gw->stop_requested);
+        if (stop && !gw->draining)
+            begin_drain(gw, stop == JW_STOP_FAST);
+        if (lws_service(gw->ctx, 0) < 0) {
+            rc = -1;
             break;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-    } while (gw->env.all && now.tv_sec * 1000000000L + now.tv_nsec <
-                                deadline.tv_sec * 1000000000L + deadline.tv_nsec);
+        }
+    }
+    lws_sul_cancel(&gw->drain_tick);
     jw_live_stop(gw->live);
-    return 0;
+    return rc;
 }
 
 void
-jw_gateway_request_stop(struct jw_gateway *gw)
+jw_gateway_request_stop(struct jw_gateway *gw, int fast)
 {
-    atomic_store(&gw->stop_requested, 1);
+    /* The first request decides the window, except that SIGINT may shorten a SIGTERM drain
+     * before it starts. */
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&gw->stop_requested, &expected,
+                                        fast ? JW_STOP_FAST : JW_STOP_DRAIN) &&
+        fast)
+        atomic_store(&gw->stop_requested, JW_STOP_FAST);
     lws_cancel_service(gw->ctx);
 }
 

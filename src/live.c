@@ -26,6 +26,7 @@
 
 #define MOD "live"
 #define MARKER_GRACE_US (1000 * LWS_US_PER_MS)
+#define FETCH_RETRY_US (500 * LWS_US_PER_MS) /* the command link may come back after the other */
 
 struct fetch {
     struct jw_live *live;
@@ -85,6 +86,18 @@ free_fetch(struct fetch *f)
 }
 
 static void on_fetch_grace(lws_sorted_usec_list_t *sul);
+static void on_fetch_retry(lws_sorted_usec_list_t *sul);
+
+static void
+route_held(struct fetch *f)
+{
+    while (f->held) {
+        struct jw_msg *next = f->held->next;
+        jw_live_route(f->live, jw_event_of(f->held));
+        f->held = next;
+    }
+    f->held_tail = &f->held;
+}
 
 /* Routes the snapshot, then the events held after the marker, and drops the fetch. */
 static void
@@ -93,6 +106,15 @@ maybe_finish_fetch(struct fetch *f)
     struct jw_live *live = f->live;
     if (!f->replied)
         return;
+    if (f->snap.unavailable && live->env->link_up && !live->stopped) {
+        /* The subscription is back but the command link is not (yet): try again shortly. The
+         * events held so far predate the next snapshot, so they go out now. */
+        route_held(f);
+        jw_snapshot_clear(&f->snap);
+        f->replied = f->marker_seen = f->grace_over = 0;
+        lws_sul_schedule(live->ctx, 0, &f->grace, on_fetch_retry, FETCH_RETRY_US);
+        return;
+    }
     if (!f->marker_seen && !f->grace_over && !f->snap.unavailable && live->env->link_up &&
         !live->stopped) {
         if (!f->grace.list.owner)
@@ -104,11 +126,7 @@ maybe_finish_fetch(struct fetch *f)
         jw_metric_add(JW_M_RESYNCS, 1);
         jw_live_route(live, jw_snapshot_event(f->job_id, &f->snap));
     }
-    while (f->held) {
-        struct jw_msg *next = f->held->next;
-        jw_live_route(live, jw_event_of(f->held));
-        f->held = next;
-    }
+    route_held(f);
     free_fetch(f);
 }
 
@@ -130,6 +148,24 @@ on_fetch_reply(struct jw_redis_request *req)
 }
 
 static void
+submit_fetch(struct fetch *f)
+{
+    struct jw_live *live = f->live;
+    char marker[384];
+    snprintf(marker, sizeof(marker), "%sr:%x:%s", live->env->marker_prefix, f->serial, f->job_id);
+    jw_snapshot_submit(live->env->upstream, live->env->cfg, f->job_id, marker, on_fetch_reply, live,
+                       f->serial, (uint64_t)(uintptr_t)f);
+}
+
+static void
+on_fetch_retry(lws_sorted_usec_list_t *sul)
+{
+    struct fetch *f = lws_container_of(sul, struct fetch, grace);
+    f->serial = ++f->live->next_serial; /* markers of the failed attempt no longer count */
+    submit_fetch(f);
+}
+
+static void
 start_fetch(void *ctx, const char *job_id)
 {
     struct jw_live *live = ctx;
@@ -141,10 +177,7 @@ start_fetch(void *ctx, const char *job_id)
     f->serial = ++live->next_serial;
     f->held_tail = &f->held;
     jw_dict_set(live->fetches, job_id, f);
-    char marker[384];
-    snprintf(marker, sizeof(marker), "%sr:%x:%s", live->env->marker_prefix, f->serial, job_id);
-    jw_snapshot_submit(live->env->upstream, live->env->cfg, job_id, marker, on_fetch_reply, live,
-                       f->serial, (uint64_t)(uintptr_t)f);
+    submit_fetch(f);
 }
 
 static void

@@ -22,9 +22,8 @@ static struct jw_gateway *running_gateway;
 static void
 on_signal(int sig)
 {
-    (void)sig;
     if (running_gateway)
-        jw_gateway_request_stop(running_gateway);
+        jw_gateway_request_stop(running_gateway, sig == SIGINT);
 }
 
 static void

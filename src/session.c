@@ -81,16 +81,23 @@ jw_session_enqueue(struct jw_session *s, struct jw_frame *f)
 {
     if (s->close_code)
         return -ENOBUFS;
+    const struct jw_config *cfg = s->env->cfg;
     size_t before = s->outq.bytes;
-    if (jw_outq_push(&s->outq, f, s->env->cfg->client_queue_max_bytes) < 0) {
+    int was_empty = s->outq.count == 0;
+    unsigned conflated = 0;
+    int rc = jw_outq_push(&s->outq, f, cfg->client_queue_max_bytes,
+                          (uint32_t)cfg->client_queue_max_messages, &conflated);
+    if (conflated)
+        jw_metric_add(JW_M_CONFLATIONS, conflated);
+    if (rc < 0) {
         jw_metric_add(JW_M_CLOSED_SLOW, 1);
         jw_metric_add(JW_M_QUEUE_BYTES, -(int64_t)s->outq.bytes);
         jw_outq_clear(&s->outq);
         jw_session_close_later(s, JW_CLOSE_SLOW_CONSUMER, "slow consumer");
         return -ENOBUFS;
     }
-    jw_metric_add(JW_M_QUEUE_BYTES, (int64_t)(s->outq.bytes - before));
-    if (s->outq.count == 1)
+    jw_metric_add(JW_M_QUEUE_BYTES, (int64_t)s->outq.bytes - (int64_t)before);
+    if (was_empty)
         lws_callback_on_writable(s->wsi);
     return 0;
 }
@@ -382,10 +389,13 @@ jw_session_deliver(void *ctx, struct jw_member *m, struct jw_event *ev)
 }
 
 void
-jw_session_close_all(struct jw_session_env *env, uint16_t code)
+jw_session_goaway(struct jw_session *s, uint32_t reconnect_after_ms)
 {
-    for (struct jw_session *s = env->all; s; s = s->next)
-        jw_session_close_later(s, code, "going away");
+    char text[64];
+    int n = snprintf(text, sizeof(text), "{\"type\":\"goaway\",\"reconnectAfterMs\":%u}",
+                     reconnect_after_ms);
+    jw_session_send_owned(s, jw_frame_new(text, (size_t)n, 0));
+    jw_session_close_later(s, JW_CLOSE_GOING_AWAY, "going away");
 }
 
 void

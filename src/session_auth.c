@@ -3,6 +3,7 @@
  * upgrade (Origin, per-address limit, handshake token), the principal from dev_auth or a JWT,
  * the revocation check in Redis, the per-user limit, and the token's expiry and refresh.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,11 +136,22 @@ refuse_auth(struct jw_session *s, const char *id, uint16_t code, const char *rea
 /* The session's one deadline (auth timeout, then token expiry). lws 4.1 cannot cancel a wsi
  * timer (LWS_SET_TIMER_USEC_CANCEL fires it at once), so a callback that comes without a
  * deadline due is ignored: `deadline_ms` is the truth, the lws timer only a wake-up. */
+#define MAX_TIMER_MS (24u * 3600u * 1000u) /* longer waits re-arm when the timer wakes */
+
+/* Wakes the session after `in_ms`, at most a day ahead (a distant exp must not overflow the
+ * lws microsecond arithmetic). */
+static void
+wake_in(struct jw_session *s, uint64_t in_ms)
+{
+    lws_set_timer_usecs(s->wsi, (lws_usec_t)(in_ms < MAX_TIMER_MS ? in_ms : MAX_TIMER_MS) * 1000);
+}
+
 static void
 arm_deadline(struct jw_session *s, uint64_t in_ms)
 {
-    s->deadline_ms = jw_session_now_ms() + in_ms;
-    lws_set_timer_usecs(s->wsi, (lws_usec_t)in_ms * 1000);
+    uint64_t now = jw_session_now_ms();
+    s->deadline_ms = in_ms > UINT64_MAX - now ? UINT64_MAX : now + in_ms;
+    wake_in(s, in_ms);
 }
 
 static void
@@ -148,8 +160,11 @@ schedule_expiry(struct jw_session *s)
     s->deadline_ms = 0;
     if (!s->expires_at)
         return;
-    int64_t in = s->expires_at + s->env->cfg->jwt_leeway_seconds - wall_seconds();
-    arm_deadline(s, in > 0 ? (uint64_t)in * 1000u : 0);
+    /* Saturating: exp comes from a token and may be anything up to INT64_MAX. */
+    int64_t leeway = s->env->cfg->jwt_leeway_seconds, now = wall_seconds();
+    int64_t at = s->expires_at > INT64_MAX - leeway ? INT64_MAX : s->expires_at + leeway;
+    uint64_t in_s = at > now ? (uint64_t)(at - now) : 0;
+    arm_deadline(s, in_s > UINT64_MAX / 1000u ? UINT64_MAX : in_s * 1000u);
 }
 
 int
@@ -159,7 +174,7 @@ jw_session_timer(struct jw_session *s)
     if (!s->deadline_ms || s->close_code)
         return 0;
     if (now < s->deadline_ms) { /* woken early: sleep again */
-        lws_set_timer_usecs(s->wsi, (lws_usec_t)(s->deadline_ms - now) * 1000);
+        wake_in(s, s->deadline_ms - now);
         return 0;
     }
     s->deadline_ms = 0;
@@ -208,6 +223,7 @@ finish_auth(struct jw_session *s, struct jw_session_op *op)
         return;
     }
     if (op->unavailable && !cfg->revocation_fail_open) {
+        jw_metric_add(JW_M_AUTH_FAILURES_UNAVAILABLE, 1);
         jw_session_send_error(s, op->cmd.id, JW_ERR_UNAVAILABLE,
                               "cannot check the token now, retry later");
         jw_session_close_later(s, JW_CLOSE_TRY_AGAIN, "revocation check unavailable");

@@ -60,7 +60,10 @@ jw_snapshot_submit(struct jw_upstream *up, const struct jw_config *cfg, const ch
     submit(up, 1, multi, ignore_reply, ctx, tag, arg);
     submit(up, 3, publish, ignore_reply, ctx, tag, arg);
     submit(up, 2, hgetall, ignore_reply, ctx, tag, arg);
-    submit(up, 2, get, ignore_reply, ctx, tag, arg);
+    /* A transaction may touch one hash slot only: on a cluster the string key (another slot)
+     * is not read. */
+    if (!jw_upstream_is_cluster(up))
+        submit(up, 2, get, ignore_reply, ctx, tag, arg);
     submit(up, 1, exec, done, ctx, tag, arg);
     free(hash_key);
     free(string_key);
@@ -118,14 +121,16 @@ jw_snapshot_parse(const struct jw_config *cfg, const struct jw_redis_request *ex
 {
     memset(snap, 0, sizeof(*snap));
     const redisReply *r = exec->reply;
-    if (exec->status < 0 || !r || r->type != REDIS_REPLY_ARRAY || r->elements != 3) {
+    /* [PUBLISH count, HGETALL, GET] — GET only outside a cluster */
+    if (exec->status < 0 || !r || r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
+        r->elements > 3) {
         snap->unavailable = 1;
         return;
     }
-    const redisReply *hash = r->element[1], *string = r->element[2];
+    const redisReply *hash = r->element[1], *string = r->elements == 3 ? r->element[2] : NULL;
     if (hash->type == REDIS_REPLY_ARRAY && hash->elements > 0)
         parse_hash(cfg, hash, snap);
-    else if (string->type == REDIS_REPLY_STRING)
+    else if (string && string->type == REDIS_REPLY_STRING)
         parse_string(cfg, string, snap);
     if (snap->owner && !jw_id_valid(snap->owner, strlen(snap->owner))) {
         free(snap->owner); /* an owner no user can have: the state is nobody's */

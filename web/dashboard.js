@@ -117,6 +117,7 @@ function applyEvent(ev) {
   if (ev.kind === "complete") {
     update.status = p.status || "completed";
     update.progress = p.progress ?? 100;
+    update.message = p.message ?? ""; // the last step's text no longer applies
   } else if (ev.kind === "error") {
     update.status = p.status || "failed";
     update.message = p.error ?? p.errorMessage ?? p.message ?? "failed";

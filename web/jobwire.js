@@ -81,7 +81,9 @@ class MiniEventTarget {
   }
 }
 
-const EventBase = typeof globalThis.EventTarget === "function"
+// The runtime's EventTarget when it has one together with Event (browsers, node, Deno); else
+// the small one above, dispatching plain { type, detail } objects.
+const EventBase = typeof globalThis.EventTarget === "function" && typeof globalThis.Event === "function"
   ? globalThis.EventTarget : MiniEventTarget;
 
 /** An event object carrying `detail`: CustomEvent where it exists, else the best fallback. */
@@ -89,7 +91,7 @@ function makeEvent(type, detail) {
   if (typeof globalThis.CustomEvent === "function") {
     return new globalThis.CustomEvent(type, { detail });
   }
-  if (typeof globalThis.Event === "function" && EventBase !== MiniEventTarget) {
+  if (EventBase !== MiniEventTarget) {
     const ev = new globalThis.Event(type);
     Object.defineProperty(ev, "detail", { value: detail });
     return ev;

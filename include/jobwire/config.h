@@ -24,6 +24,7 @@ struct jw_config {
     int listen_port;                 /* listen_port, JOBWIRE_LISTEN_PORT; 8080; 1..65535 */
     char *web_root;                  /* web_root; "web"; "" disables static files */
     size_t client_queue_max_bytes;   /* 1048576; 4096..1073741824 */
+    int client_queue_max_messages;   /* 4096; 1..1000000 */
     size_t client_max_message_bytes; /* inbound message size limit; 4096; 256..1048576 */
     int client_max_subscriptions;    /* job subscriptions per connection; 256; 1..100000 */
     bool dev_auth; /* dev_auth; false. Development only: trust ?user=&admin= on connect */
@@ -50,6 +51,9 @@ struct jw_config {
     char *job_status_key_template; /* "ai:job:status:{jobId}": string state, for snapshots */
     int probe_interval_ms;         /* 5000; 0 (off) or up to 600000 */
     int probe_timeout_ms;          /* 15000: an unanswered probe older than this fails /readyz */
+    int drain_window_ms;           /* 10000; 0..600000: SIGTERM drain */
+    int drain_window_sigint_ms;    /* 1000; 0..600000: SIGINT drain */
+    int drain_reconnect_max_ms;    /* 5000; 0..600000: bound of the goaway reconnect delay */
     char *allowed_origins[JW_CONFIG_MAX_PATTERNS]; /* ""; Origin allowlist, none = any */
     size_t allowed_norigins;
     char *trusted_proxies[JW_CONFIG_MAX_PATTERNS]; /* ""; IPv4/IPv6 CIDRs allowed to set XFF */

@@ -23,6 +23,8 @@ size_t jw_dict_size(const struct jw_dict *d);
 void jw_dict_foreach(const struct jw_dict *d, void (*fn)(void *ctx, const char *key, void *value),
                      void *ctx);
 
+/* The table's keyed hash of a string: the same in every thread of one process. */
+uint64_t jw_hash_string(const char *s);
 /* SipHash-1-3 (as redis and CPython use for hash tables). */
 uint64_t jw_siphash(const void *data, size_t len, const uint8_t key[16]);
 /* The same core with any round counts; (2, 4) reproduces the reference vectors of the paper. */

@@ -22,9 +22,10 @@
 
 struct jw_frame {
     uint32_t refs;
-    uint32_t stamped;   /* 1: text ends with "seq": and needs jw_frame_stamp() */
-    size_t len;         /* text length, without the stamp */
-    uint64_t origin_ns; /* CLOCK_MONOTONIC when the event was read from Redis; 0 = control */
+    uint32_t stamped;      /* 1: text ends with "seq": and needs jw_frame_stamp() */
+    size_t len;            /* text length, without the stamp */
+    uint64_t origin_ns;    /* CLOCK_MONOTONIC when the event was read from Redis; 0 = control */
+    uint64_t conflate_key; /* non-zero: a newer frame with the same key supersedes this one */
     unsigned char mem[];
 };
 

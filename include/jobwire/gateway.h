@@ -19,8 +19,9 @@ struct jw_gateway;
 struct jw_gateway *jw_gateway_new(const struct jw_config *cfg);
 /* Runs the service loop until jw_gateway_request_stop(). Returns 0 on a clean stop. */
 int jw_gateway_run(struct jw_gateway *gw);
-/* Any thread, and async-signal-safe: asks the loop to close clients and return. */
-void jw_gateway_request_stop(struct jw_gateway *gw);
+/* Any thread, and async-signal-safe: asks the loop to drain the clients (over
+ * drain_window_ms, or drain_window_sigint_ms when `fast`) and return. */
+void jw_gateway_request_stop(struct jw_gateway *gw, int fast);
 void jw_gateway_free(struct jw_gateway *gw);
 
 /* Any thread. Takes ownership of `ev`. */

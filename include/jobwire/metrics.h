@@ -47,6 +47,8 @@
       "Authentication failures by reason")                                                         \
     X(AUTH_FAILURES_FORBIDDEN_ORIGIN, counter, "jobwire_auth_failures_total",                      \
       "reason=\"forbidden_origin\"", "Authentication failures by reason")                          \
+    X(AUTH_FAILURES_UNAVAILABLE, counter, "jobwire_auth_failures_total",                           \
+      "reason=\"revocation_unavailable\"", "Authentication failures by reason")                    \
     X(SUBSCRIPTIONS, gauge, "jobwire_subscriptions", "", "Job subscriptions held by clients")      \
     X(EVENTS_STATUS, counter, "jobwire_events_received_total", "kind=\"status\"",                  \
       "Events received from Redis")                                                                \

@@ -113,7 +113,8 @@ void jw_session_deliver(void *ctx, struct jw_member *m, struct jw_event *ev);
 void jw_session_marker(struct jw_session_env *env, const char *what);
 /* Queues a control frame for every authenticated session. */
 void jw_session_broadcast(struct jw_session_env *env, struct jw_frame *f);
-/* Marks every session to close with `code` and asks lws for a write turn on each. */
-void jw_session_close_all(struct jw_session_env *env, uint16_t code);
+/* Tells the session to reconnect after `reconnect_after_ms` (elsewhere) and closes it with 1001
+ * once the goaway frame is out. */
+void jw_session_goaway(struct jw_session *s, uint32_t reconnect_after_ms);
 
 #endif

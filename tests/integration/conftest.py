@@ -9,7 +9,9 @@ Environment: JOBWIRE_BIN (default build/jobwire), REDIS_SERVER (default redis-se
 """
 
 import asyncio
+import base64
 import functools
+import http.client
 import json
 import os
 import re
@@ -18,6 +20,7 @@ import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import deque
 
@@ -367,6 +370,29 @@ async def ws_connect(url, **kw):
 
 # ---------------------------------------------------------------------------------------------
 # jobwire
+
+
+def handshake_status(port, path):
+    """The HTTP status a WebSocket upgrade request gets (http.client also reads HTTP/1.0)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+    try:
+        conn.request("GET", path, headers={
+            "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode()})
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+async def expect_refused(url, statuses):
+    path = url.split(str(urllib.parse.urlsplit(url).port), 1)[1]
+    status = handshake_status(urllib.parse.urlsplit(url).port, path)
+    assert status in statuses, f"{url}: handshake answered HTTP {status}, expected {statuses}"
+    # And a real WebSocket client does not get a connection either.
+    with pytest.raises((websockets.exceptions.InvalidStatusCode,
+                        websockets.exceptions.InvalidMessage)):
+        ws = await ws_connect(url)
+        await ws.close()
 
 
 def write_config(path, settings):

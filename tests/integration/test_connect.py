@@ -1,15 +1,11 @@
 """Handshake, welcome, ping, authentication and the plain HTTP endpoints."""
 
-import base64
-import http.client
 import json
 import os
-import urllib.parse
 
 import pytest
-import websockets
 
-from conftest import REPO, WAIT, async_test, wait_for, ws_connect, ws_url
+from conftest import REPO, async_test, expect_refused, wait_for, ws_connect, ws_url
 
 
 @async_test
@@ -58,29 +54,6 @@ async def test_subprotocol_jobwire_v1(jw):
     assert ws.subprotocol == "jobwire.v1"
     assert json.loads(await ws.recv())["type"] == "welcome"
     await ws.close()
-
-
-def handshake_status(port, path):
-    """The HTTP status a WebSocket upgrade request gets (http.client also reads HTTP/1.0)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
-    try:
-        conn.request("GET", path, headers={
-            "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
-            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode()})
-        return conn.getresponse().status
-    finally:
-        conn.close()
-
-
-async def expect_refused(url, statuses):
-    path = url.split(str(urllib.parse.urlsplit(url).port), 1)[1]
-    status = handshake_status(urllib.parse.urlsplit(url).port, path)
-    assert status in statuses, f"{url}: handshake answered HTTP {status}, expected {statuses}"
-    # And a real WebSocket client does not get a connection either.
-    with pytest.raises((websockets.exceptions.InvalidStatusCode,
-                        websockets.exceptions.InvalidMessage)):
-        ws = await ws_connect(url)
-        await ws.close()
 
 
 @pytest.mark.jwconfig(dev_auth=False)

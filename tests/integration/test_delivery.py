@@ -216,7 +216,26 @@ async def test_fan_out_to_many_clients(jw):
     for c in clients:
         await c.subscribe(jobs=["job_1"])
     for i in range(20):
-        jw.publish("ai:job:progress:job_1", {"jobId": "job_1", "userId": "alice", "progress": i})
+        jw.publish("ai:job:status:job_1", {"jobId": "job_1", "userId": "alice", "step": i})
     for c in clients:
-        got = [(await c.expect_event())["payload"]["progress"] for _ in range(20)]
+        got = [(await c.expect_event())["payload"]["step"] for _ in range(20)]
         assert got == list(range(20)), f"{c.name} got {got}"
+
+
+@async_test
+async def test_progress_conflates_but_never_goes_backwards(jw):
+    """Progress events of one job may be conflated for a client that lags; what arrives is
+    increasing and always ends with the newest, and other kinds are never dropped."""
+    alice = await jw.client("alice")
+    await alice.subscribe(jobs=["job_1"])
+    for i in range(1, 501):
+        jw.publish("ai:job:progress:job_1", {"jobId": "job_1", "userId": "alice", "progress": i})
+        if i % 100 == 0:
+            jw.publish("ai:job:status:job_1", {"jobId": "job_1", "userId": "alice", "step": i})
+    progress, steps = [], []
+    while not progress or progress[-1] != 500 or len(steps) < 5:
+        ev = await alice.expect_event()
+        (progress if ev["kind"] == "progress" else steps).append(
+            ev["payload"].get("progress", ev["payload"].get("step")))
+    assert progress == sorted(set(progress)), progress
+    assert steps == [100, 200, 300, 400, 500]

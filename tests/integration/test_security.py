@@ -16,6 +16,8 @@ import http.client
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import time
 from string import Template
@@ -259,6 +261,11 @@ async def until_marker(c, jw, marker_job, marker_user, forbidden_jobs=(), admin=
             raise AssertionError(f"{c.name}: unexpected error {msg}")
 
 
+def exp_of(token):
+    body = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["exp"]
+
+
 def healthz(jw, timeout=1.0):
     """/healthz status, or None when the daemon does not answer within timeout."""
     try:
@@ -500,10 +507,11 @@ async def test_token_expiry_closes_4401(sjw, tok):
 @pytest.mark.jwconfig(jwt_leeway_seconds=0)
 @async_test
 async def test_refresh_keeps_connection_beyond_first_exp(sjw, tok):
-    exp1 = int(time.time()) + 2
-    c = await authed(sjw, tok("alice", ttl=2), "message")
+    t1 = tok("alice", ttl=2)
+    exp1 = exp_of(t1)
+    c = await authed(sjw, t1, "message")
     t2 = tok("alice", ttl=60)
-    exp2 = json.loads(base64.urlsafe_b64decode(t2.split(".")[1] + "==="))["exp"]
+    exp2 = exp_of(t2)
     r = await c.request({"type": "refresh", "id": "r7", "token": t2})
     assert r == {"type": "ack", "id": "r7", "op": "auth", "userId": "alice",
                  "expiresAt": exp2}, r
@@ -512,7 +520,7 @@ async def test_refresh_keeps_connection_beyond_first_exp(sjw, tok):
     # `auth` works as a refresh too
     t3 = tok("alice", ttl=90)
     r = await c.request({"type": "auth", "id": "r8", "token": t3})
-    assert r["type"] == "ack" and r["op"] == "auth" and r["expiresAt"] > exp2, r
+    assert r["type"] == "ack" and r["op"] == "auth" and r["expiresAt"] == exp_of(t3), r
 
 
 @pytest.mark.parametrize("exp", [9999999999999, 1e300])
@@ -525,7 +533,7 @@ async def test_far_future_exp_does_not_stall_the_daemon(sjw, keys, tok, exp):
     try:
         c = await open_ws(sjw, token, "header", name="far-future")
         c.diag = None  # /metrics would not answer either
-        w = await c.recv_json(timeout=3)
+        w = await c.recv_json(timeout=2)
         assert w["type"] == "welcome" and w["userId"] == "alice", w
         await c.send({"type": "ping", "id": "p"})
         assert (await c.reply("p", timeout=3))["type"] == "pong"
@@ -538,10 +546,10 @@ async def test_far_future_exp_does_not_stall_the_daemon(sjw, keys, tok, exp):
             # say whether it still obeys SIGTERM.
             sjw.proc.send_signal(signal.SIGTERM)
             try:
-                sjw.proc.wait(2)
+                sjw.proc.wait(1)
                 term = f"exited {sjw.proc.returncode} on SIGTERM"
             except subprocess.TimeoutExpired:
-                term = "ignored SIGTERM for 2 s"
+                term = "ignored SIGTERM for 1 s"
                 sjw.proc.kill()
                 sjw.proc.wait(WAIT)
             sjw.proc = None
@@ -856,8 +864,10 @@ async def test_message_rate_limit_closes_4429(sjw, tok):
     before = sjw.metric("jobwire_client_closes_total", reason="rate_limited")
     calm = await authed(sjw, tok("bob"), name="calm")
     c = await authed(sjw, tok("alice"), name="flood")
-    for i in range(20):
-        await c.send({"type": "ping", "id": f"p{i}"})
+    # The 20 pings leave in one TCP write, so that the daemon has read all of them when it
+    # closes (see test_server_close_waits_for_client_close for why that matters).
+    c.ws.transport.write(b"".join(client_frame(json.dumps({"type": "ping", "id": f"p{i}"}))
+                                  for i in range(20)))
     msgs, code, why = await until_closed(c)
     assert code == 4429, (msgs, code, why)
     pongs = [m for m in msgs if m["type"] == "pong"]
@@ -865,6 +875,87 @@ async def test_message_rate_limit_closes_4429(sjw, tok):
     assert sjw.metric("jobwire_client_closes_total", reason="rate_limited") - before == 1
     for _ in range(3):  # within the burst: served
         await calm.ping()
+
+
+def client_frame(text, opcode=1):
+    """One masked client frame (text by default; opcode 8 is Close)."""
+    data = text if isinstance(text, bytes) else text.encode()
+    n = len(data)
+    head = bytes([0x80 | opcode]) + (bytes([0x80 | n]) if n < 126
+                                     else bytes([0x80 | 126]) + struct.pack(">H", n))
+    mask = os.urandom(4)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+def read_server_frames(sock, buf, until_opcode):
+    """Reads unmasked server frames until one with until_opcode: ([(opcode, payload)], rest)."""
+    frames = []
+    while True:
+        while len(buf) >= 2:
+            n, off = buf[1] & 0x7f, 2
+            if n == 126:
+                if len(buf) < 4:
+                    break
+                n, off = struct.unpack(">H", buf[2:4])[0], 4
+            if len(buf) < off + n:
+                break
+            frames.append((buf[0] & 0x0f, buf[off:off + n]))
+            buf = buf[off + n:]
+            if frames[-1][0] == until_opcode:
+                return frames, buf
+        d = sock.recv(65536)
+        assert d, f"EOF before a frame with opcode {until_opcode}; got {frames}"
+        buf += d
+
+
+@pytest.mark.xfail(strict=True, reason="lws 4.1.6 closes the socket right after a server-initiated "
+                   "close frame while unread client data is pending (RST); see docs/DESIGN.md")
+@pytest.mark.jwconfig(client_max_messages_per_second=5, client_message_burst=5)
+def test_server_close_waits_for_client_close(sjw, tok):
+    """RFC 6455 (1.4, 7.1.1): the endpoint that sends a Close frame waits for the peer's Close
+    before it closes TCP. When the daemon closes TCP at once instead, a client whose frames are
+    still in flight (a flooding client, by definition) gets a TCP reset, and its kernel throws
+    away the unread Close frame: it sees an abnormal closure (1006), never the 4429. Observed
+    with websockets sending 20 pings one by one: about one run in three."""
+    sock = socket.create_connection(("127.0.0.1", sjw.port), timeout=WAIT)
+    try:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                      f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {tok('alice')}\r\n"
+                      f"\r\n").encode())
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            d = sock.recv(65536)
+            assert d, f"EOF during the handshake: {buf!r}"
+            buf += d
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        frames, buf = read_server_frames(sock, buf, 1)
+        assert b'"welcome"' in frames[0][1], frames
+        sock.sendall(b"".join(client_frame(json.dumps({"type": "ping", "id": f"p{i}"}))
+                              for i in range(6)))
+        frames, buf = read_server_frames(sock, buf, 8)
+        code = struct.unpack(">H", frames[-1][1][:2])[0]
+        assert code == 4429, frames
+        # The Close is sent; the daemon must now wait for ours (a short, bounded look).
+        sock.settimeout(0.5)
+        try:
+            early = sock.recv(65536)
+        except socket.timeout:
+            early = None
+        assert early is None, (f"the daemon closed TCP right after its Close frame, without "
+                               f"waiting for the client's Close (recv gave {early!r})")
+        sock.settimeout(WAIT)
+        sock.sendall(client_frame(struct.pack(">H", 4429), opcode=8))
+        rest = b""
+        while True:
+            d = sock.recv(65536)
+            if not d:
+                break
+            rest += d
+    finally:
+        sock.close()
 
 
 @pytest.mark.jwconfig(client_max_message_bytes=1024)
@@ -969,6 +1060,10 @@ async def test_tokens_and_secret_never_logged(sjw, keys, tok):
             await until_closed(cc)
         except (websockets.exceptions.InvalidStatusCode, websockets.exceptions.InvalidMessage):
             pass
+    for client in list(_open_clients):  # closed first: a stop drains open clients slowly
+        await client.close()
+    wait_for(lambda: sjw.metric("jobwire_connections", transport="websocket") == 0,
+             what="every client gone")
     sjw.stop()
     log = sjw.read_log()
     assert "authenticated as user alice" in log and " DEBUG " in log, log[-2000:]
@@ -976,3 +1071,50 @@ async def test_tokens_and_secret_never_logged(sjw, keys, tok):
     for token in used:
         assert token not in log, "a token is in the log"
         assert token.split(".")[2] not in log, "a token signature is in the log"
+
+
+def test_secret_masked_by_check_config_and_errors(tmp_path, keys, redis_server):
+    """--check-config masks jwt_secret (from the file or from JWT_SECRET), and a refused
+    secret is not quoted in the error."""
+    from conftest import daemon_env, jobwire_bin, write_config
+
+    def run(settings, env=None):
+        path = write_config(str(tmp_path / "c.conf"), dict(
+            {"redis_port": redis_server.port, "dev_auth": False}, **settings))
+        p = subprocess.run([jobwire_bin(), "--check-config", "--config", path],
+                           capture_output=True, text=True, timeout=WAIT,
+                           env=dict(daemon_env(), **(env or {})))
+        return p.returncode, p.stdout + p.stderr
+
+    rc, out = run({"jwt_secret": keys.secret})
+    assert rc == 0 and "jwt_secret" in out, out
+    assert keys.secret not in out
+    other = T.new_secret()
+    rc, out = run({}, {"JWT_SECRET": other})
+    assert rc == 0 and other not in out, out
+    short = "s3cr3t-but-too-short"
+    rc, out = run({"jwt_secret": short})
+    assert rc != 0 and "jwt_secret" in out, out
+    assert short not in out, out
+
+
+@async_test
+async def test_resnapshot_after_link_loss_keeps_authorization(sjw, tok):
+    """A job alice watched before it existed later turns out to be bob's. When the Redis
+    subscription is lost and back, every subscribed job gets a fresh snapshot: an admin's
+    carries bob's state (the control), alice's must not."""
+    alice = await authed(sjw, tok("alice"), name="alice")
+    ops = await authed(sjw, tok("ops", roles=["admin"]), name="ops")
+    await alice.subscribe(jobs=["job_x"])
+    await ops.subscribe(jobs=["job_x"])
+    await until_marker(alice, sjw, "job_x", "alice")
+    await until_marker(ops, sjw, "job_x", "alice", admin=True)
+    r = sjw.redis.client()
+    r.hset("ai:job:job_x", mapping={"userId": "bob", "status": "processing", "note": "x-data"})
+    resyncs = sjw.metric("jobwire_resyncs_total")
+    r.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    sjw.wait_metric("jobwire_resyncs_total", lambda v: v > resyncs)
+    got = await until_marker(ops, sjw, "job_x", "alice", admin=True)
+    assert any(m["type"] == "snapshot" and "x-data" in json.dumps(m) for m in got), got
+    got = await until_marker(alice, sjw, "job_x", "alice")
+    assert "x-data" not in json.dumps(got), got

@@ -1,14 +1,16 @@
-"""Stopping: SIGTERM/SIGINT end the daemon with exit 0, closing clients with 1001."""
+"""Stopping: SIGTERM/SIGINT drain the clients (goaway, 1001) and end the daemon with exit 0."""
 
 import asyncio
 import signal
+import time
 
 import pytest
 
-from conftest import async_test
+from conftest import async_test, expect_refused, ws_url
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+@pytest.mark.jwconfig(drain_window_ms=500, drain_window_sigint_ms=200)
 @async_test
 async def test_signal_with_clients_connected(jw, sig):
     clients = [await jw.client(u) for u in ("alice", "bob", "carol")]
@@ -24,4 +26,54 @@ async def test_signal_with_clients_connected(jw, sig):
 
 
 def test_sigterm_idle(jw):
+    assert jw.stop() == 0
+
+
+async def read_until_closed(client):
+    """(goaway message or None, close code, monotonic time of the close)."""
+    goaway = None
+    while True:
+        try:
+            msg = await client.recv_json()
+        except AssertionError:
+            raise
+        except Exception:  # the connection closed
+            break
+        if msg["type"] == "goaway":
+            goaway = msg
+    await asyncio.wait_for(client.ws.wait_closed(), 10)
+    return goaway, client.ws.close_code, time.monotonic()
+
+
+@pytest.mark.jwconfig(drain_window_ms=1500, drain_reconnect_max_ms=800)
+@async_test
+async def test_sigterm_drains_over_the_window(jw):
+    clients = [await jw.client(f"user{i}") for i in range(12)]
+    t0 = time.monotonic()
+    jw.proc.send_signal(signal.SIGTERM)
+    # Not ready at once, and nobody new gets in while the old clients are still served.
+    assert jw.get("/readyz")[0] == 503
+    await expect_refused(ws_url(jw.port, "late"), (503,))
+    results = await asyncio.gather(*(read_until_closed(c) for c in clients))
+    for goaway, code, _ in results:
+        assert code == 1001
+        assert goaway is not None and 0 <= goaway["reconnectAfterMs"] <= 800, goaway
+    delays = {g["reconnectAfterMs"] for g, _, _ in results}
+    assert len(delays) > 1, "every client was given the same reconnect delay"
+    closes = sorted(t for _, _, t in results)
+    assert closes[-1] - closes[0] >= 0.6, "closes were not spread over the window"
+    assert closes[-1] - t0 <= 1.5 + 0.5
+    assert jw.stop() == 0
+    assert time.monotonic() - t0 <= 1.5 + 2.0
+
+
+@pytest.mark.jwconfig(drain_window_ms=20000, drain_window_sigint_ms=300)
+@async_test
+async def test_sigint_drains_faster(jw):
+    clients = [await jw.client(f"user{i}") for i in range(6)]
+    t0 = time.monotonic()
+    jw.proc.send_signal(signal.SIGINT)
+    results = await asyncio.gather(*(read_until_closed(c) for c in clients))
+    assert [code for _, code, _ in results] == [1001] * 6
+    assert max(t for _, _, t in results) - t0 <= 0.3 + 0.7
     assert jw.stop() == 0

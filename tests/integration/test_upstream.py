@@ -137,8 +137,9 @@ async def test_slow_consumer_closed_4008(jw):
     pad = "x" * 30000
     n = 300  # ~9 MB: more than the kernel's socket buffers and the 64 KiB queue limit
     for i in range(n):  # the reading client gets everything, the other one is cut off
-        jw.publish("ai:job:progress:job_1", {"jobId": "job_1", "userId": "alice", "i": i,
-                                              "pad": pad})
+        # status events: progress events of one job would conflate instead of piling up
+        jw.publish("ai:job:status:job_1", {"jobId": "job_1", "userId": "alice", "i": i,
+                                            "pad": pad})
         assert (await fast.expect_event())["payload"]["i"] == i
     slow.ws.transport.resume_reading()
     assert await slow.expect_closed() == 4008

@@ -168,6 +168,25 @@ test_frame_escapes_ids(void **state)
 }
 
 static void
+test_only_progress_conflates_per_job(void **state)
+{
+    (void)state;
+    struct jw_event *a, *b, *c, *d;
+    assert_int_equal(parse("ai:job:progress:j1", "{}", &a), JW_EVENT_OK);
+    assert_int_equal(parse("ai:job:progress:j1", "{\"progress\":2}", &b), JW_EVENT_OK);
+    assert_int_equal(parse("ai:job:progress:j2", "{}", &c), JW_EVENT_OK);
+    assert_int_equal(parse("ai:job:complete:j1", "{}", &d), JW_EVENT_OK);
+    assert_true(a->frame->conflate_key != 0);
+    assert_true(a->frame->conflate_key == b->frame->conflate_key);
+    assert_true(a->frame->conflate_key != c->frame->conflate_key);
+    assert_true(d->frame->conflate_key == 0);
+    jw_event_free(a);
+    jw_event_free(b);
+    jw_event_free(c);
+    jw_event_free(d);
+}
+
+static void
 test_internal_channel(void **state)
 {
     (void)state;
@@ -208,6 +227,7 @@ main(void)
         cmocka_unit_test(test_rejections),
         cmocka_unit_test(test_non_object_json_is_delivered_without_user),
         cmocka_unit_test(test_frame_escapes_ids),
+        cmocka_unit_test(test_only_progress_conflates_per_job),
         cmocka_unit_test(test_internal_channel),
         cmocka_unit_test(test_kind_filter_names),
     };

@@ -234,7 +234,7 @@ test_exposition_is_valid(void **state)
     assert_string_equal(find_family("jobwire_upstream_probe_lag_seconds")->type, "gauge");
     assert_string_equal(find_family("jobwire_build_info")->type, "gauge");
     assert_int_equal(find_family("jobwire_client_closes_total")->samples, 4);
-    assert_int_equal(find_family("jobwire_auth_failures_total")->samples, 5);
+    assert_int_equal(find_family("jobwire_auth_failures_total")->samples, 6);
 }
 
 static void

@@ -4,7 +4,9 @@
 // Screenshots: tests/artifacts/web/*.png. Run: node --test tests/web/browser/
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { Redis, Jobwire, launchBrowser, openDashboard, screenshot, row, workDir } from "./harness.mjs";
+import {
+  Redis, Jobwire, launchBrowser, openDashboard, screenshot, row, workDir, newSecret, signJwt,
+} from "./harness.mjs";
 
 const TEST_MS = 30_000;
 const WAIT = { timeout: 10_000 };
@@ -21,10 +23,10 @@ after(async () => {
  * Runs body({ redis, jobwire, open }) with a fresh redis-server and jobwire; on failure the
  * jobwire log tail is added to the error. Pages opened with open() are closed afterwards.
  */
-async function withStack(name, body) {
+async function withStack(name, body, overrides = {}) {
   const dir = workDir(name);
   const redis = await new Redis(dir).start();
-  const jobwire = new Jobwire(dir, redis);
+  const jobwire = new Jobwire(dir, redis, overrides);
   const pages = [];
   try {
     await jobwire.start();
@@ -33,7 +35,7 @@ async function withStack(name, body) {
       pages.push(page);
       return page;
     };
-    await body({ redis, jobwire, open });
+    await body({ redis, jobwire, open, dir });
     for (const page of pages) assert.deepEqual(page.problems, [], "the page logged errors");
   } catch (err) {
     err.message += `\n--- jobwire log (${name}) ---\n${jobwire.logTail()}`;
@@ -180,4 +182,30 @@ test("(d) Redis goes away: the page says paused, then catches up when it is back
     }
     await screenshot(page, "d-redis-recovered");
   });
+});
+
+test("(e) with JWT: ?token= goes in the auth message, never in the WebSocket URL", { timeout: TEST_MS }, async () => {
+  const secret = newSecret();
+  await withStack("e-jwt", async ({ redis, jobwire, open }) => {
+    const token = signJwt({ sub: "alice", exp: Math.floor(Date.now() / 1000) + 600 }, secret);
+    const sockets = [];
+    const frames = [];
+    browser.once("page", (p) => p.on("websocket", (ws) => {
+      sockets.push(ws.url());
+      ws.on("framesent", (f) => frames.push(String(f.payload)));
+    }));
+    const page = await open(`token=${encodeURIComponent(token)}`);
+    await ready(page);
+    assert.equal(await page.textContent("#who"), "user alice");
+    assert.ok(sockets.length >= 1 && sockets.every((u) => !u.includes(token) && !u.includes("token=")),
+      `the WebSocket URL carries no token: ${sockets}`);
+    assert.deepEqual(JSON.parse(frames[0]), { type: "auth", id: "auth", token });
+    // The page drops the token from its own address too.
+    assert.ok(!(await page.evaluate(() => location.href)).includes(token));
+
+    await redis.jobUpdate("job_e1", "alice", { status: "processing", progress: 60 });
+    await page.waitForSelector(row("job_e1", { progress: 60 }), WAIT);
+    assert.ok(!jobwire.logTail(400).includes(token), "the token is not in jobwire's log");
+    await screenshot(page, "e-jwt-alice");
+  }, { dev_auth: null, jwt_secret: secret });
 });

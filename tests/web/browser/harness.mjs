@@ -6,6 +6,7 @@
 // REDIS_CLI (default redis-cli), CHROMIUM (default /usr/bin/chromium).
 // Every wait polls a condition with a deadline; nothing sleeps in place of a condition.
 import { spawn, execFile } from "node:child_process";
+import { createHmac, randomBytes } from "node:crypto";
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, openSync, closeSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -195,6 +196,7 @@ export class Jobwire {
       dev_auth: "yes", web_root: join(REPO, "web"), log_level: "debug",
       ...this.overrides,
     };
+    for (const [k, v] of Object.entries(settings)) if (v == null) delete settings[k];
     this.config = join(this.dir, "jobwire.conf");
     writeFileSync(this.config, "# written by tests/web/browser/harness.mjs\n" +
       Object.entries(settings).map(([k, v]) => `${k} ${v}`).join("\n") + "\n");
@@ -235,9 +237,23 @@ export class Jobwire {
     await stopProc(this.proc);
   }
 
-  logTail() {
-    return tail(this.log);
+  logTail(lines = 40) {
+    return tail(this.log, lines);
   }
+}
+
+// ---- tokens ----------------------------------------------------------------------------------
+
+/** A random HS256 secret that fits a config line (jobwire wants at least 32 bytes). */
+export function newSecret() {
+  return randomBytes(36).toString("base64url");
+}
+
+/** An HS256 JWT signed with node's crypto (no JWT library needed for tests). */
+export function signJwt(claims, secret) {
+  const enc = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const body = `${enc({ alg: "HS256", typ: "JWT" })}.${enc(claims)}`;
+  return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
 }
 
 // ---- chromium --------------------------------------------------------------------------------

@@ -429,3 +429,27 @@ test("defaults match the documented values", () => {
   assert.deepEqual({ ...DEFAULT_RECONNECT },
     { initialMs: 500, maxMs: 30000, multiplier: 2, resetAfterMs: 10000, throttleMs: 5000 });
 });
+
+test("works without EventTarget, Event, CustomEvent, location and navigator (React Native-style)", async () => {
+  const { execFile } = await import("node:child_process");
+  const { promisify } = await import("node:util");
+  const script = `
+    for (const name of ["EventTarget", "Event", "CustomEvent", "WebSocket", "location", "navigator"]) {
+      delete globalThis[name];
+    }
+    const { JobwireClient } = await import(${JSON.stringify(new URL("../../../web/jobwire.js", import.meta.url).href)});
+    const { FakeWebSocket } = await import(${JSON.stringify(new URL("./fakes.mjs", import.meta.url).href)});
+    const got = [];
+    const c = new JobwireClient({ url: "ws://x/ws", WebSocket: FakeWebSocket, onEvent: (m) => got.push("cb:" + m.seq) });
+    c.addEventListener("event", (e) => got.push("ev:" + e.detail.seq));
+    c.connect();
+    await new Promise((r) => setTimeout(r, 10));
+    const ws = FakeWebSocket.last();
+    ws.open(); ws.welcome();
+    ws.receive({ type: "event", kind: "progress", jobId: "j", payload: {}, seq: 1 });
+    c.close();
+    console.log(JSON.stringify({ got, state: c.state, hasET: typeof globalThis.EventTarget }));
+  `;
+  const { stdout } = await promisify(execFile)(process.execPath, ["--input-type=module", "-e", script]);
+  assert.deepEqual(JSON.parse(stdout), { got: ["cb:1", "ev:1"], state: "stopped", hasET: "undefined" });
+});
