@@ -113,6 +113,17 @@ static const struct opt opts[] = {
         "off."),
     OPT(T_INT, probe_timeout_ms, "15000", 100, 3600000, NULL, 0,
         "A probe not seen back within this time makes /readyz fail."),
+    OPT(T_BOOL, permessage_deflate, "no", 0, 0, NULL, 0,
+        "Offer permessage-deflate (RFC 7692) to clients; costs memory per active connection."),
+    OPT(T_INT, deflate_mem_level, "1", 1, 9, NULL, 0,
+        "zlib memLevel of each connection's compressor (1 = least memory)."),
+    OPT(T_INT, deflate_window_bits, "9", 9, 15, NULL, 0,
+        "zlib window of each connection's compressor, log2 bytes (9 = 512 B, least memory)."),
+    OPT(T_INT, ws_ping_interval_s, "25", 0, 3600, NULL, 0,
+        "A WebSocket PING goes to a connection idle this long (under common ingress idle "
+        "timeouts of 60 s); 0 = never."),
+    OPT(T_INT, ws_pong_timeout_s, "10", 1, 3600, NULL, 0,
+        "A connection that stays silent this long after the PING is closed."),
     OPT(T_INT, drain_window_ms, "10000", 0, 600000, NULL, 0,
         "On SIGTERM: the time over which clients are told to reconnect elsewhere and closed "
         "with 1001, a few at a time; the process exits when the last one is gone."),

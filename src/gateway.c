@@ -56,8 +56,18 @@ struct jw_gateway {
     struct lws_protocols protocols[PROTO_COUNT + 1];
     struct lws_http_mount mounts[MOUNT_COUNT];
     struct lws_protocol_vhost_options pvo, pvo_default;
+    lws_retry_bo_t keepalive; /* WebSocket PING when idle, hang up when no PONG */
     char web_root[PATH_MAX];
     char listen_iface[64];
+};
+
+/* permessage-deflate (RFC 7692), opt-in: each connection's zlib streams are bounded by
+ * deflate_mem_level and deflate_window_bits in on_lws_event(ESTABLISHED), before the first
+ * frame is compressed. */
+static const struct lws_extension deflate_extension[] = {
+    {"permessage-deflate", lws_extension_callback_pm_deflate,
+     "permessage-deflate; client_no_context_takeover; client_max_window_bits"},
+    {NULL, NULL, NULL},
 };
 
 /* One HTTP request's answer, held until the body can be written. */
@@ -228,6 +238,17 @@ on_confirm_upgrade(struct lws *wsi)
     return 0;
 }
 
+static void
+bound_deflate(const struct jw_config *cfg, struct lws *wsi)
+{
+    char mem[4], bits[4];
+    snprintf(mem, sizeof(mem), "%d", cfg->deflate_mem_level);
+    snprintf(bits, sizeof(bits), "%d", cfg->deflate_window_bits);
+    /* Fails harmlessly when the client did not negotiate the extension. */
+    lws_set_extension_option(wsi, "permessage-deflate", "mem_level", mem);
+    lws_set_extension_option(wsi, "permessage-deflate", "server_max_window_bits", bits);
+}
+
 static int
 on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
@@ -255,7 +276,10 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         return on_confirm_upgrade(wsi);
 
     case LWS_CALLBACK_ESTABLISHED:
-        return jw_session_open(&gateway_of(wsi)->env, user, wsi);
+        gw = gateway_of(wsi);
+        if (gw->cfg->permessage_deflate)
+            bound_deflate(gw->cfg, wsi);
+        return jw_session_open(&gw->env, user, wsi);
     case LWS_CALLBACK_RECEIVE:
         return jw_session_receive(user, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
@@ -359,6 +383,14 @@ jw_gateway_new(const struct jw_config *cfg)
     info.pvo = &gw->pvo;
     info.user = gw;
     info.timeout_secs = 10;
+    if (cfg->permessage_deflate)
+        info.extensions = deflate_extension;
+    if (cfg->ws_ping_interval_s) {
+        gw->keepalive.secs_since_valid_ping = (uint16_t)cfg->ws_ping_interval_s;
+        gw->keepalive.secs_since_valid_hangup =
+            (uint16_t)(cfg->ws_ping_interval_s + cfg->ws_pong_timeout_s);
+        info.retry_and_idle_policy = &gw->keepalive;
+    }
     info.max_http_header_data = 12288; /* room for an Authorization header with a large JWT */
 
     lws_set_log_level(LLL_ERR | LLL_WARN, on_lws_log);

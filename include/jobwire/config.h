@@ -51,6 +51,11 @@ struct jw_config {
     char *job_status_key_template; /* "ai:job:status:{jobId}": string state, for snapshots */
     int probe_interval_ms;         /* 5000; 0 (off) or up to 600000 */
     int probe_timeout_ms;          /* 15000: an unanswered probe older than this fails /readyz */
+    bool permessage_deflate;       /* no: offer RFC 7692 compression */
+    int deflate_mem_level;         /* 1; 1..9 */
+    int deflate_window_bits;       /* 9; 9..15 */
+    int ws_ping_interval_s;        /* 25; 0..3600: idle time before a WebSocket PING */
+    int ws_pong_timeout_s;         /* 10; 1..3600: silence after it before the hang-up */
     int drain_window_ms;           /* 10000; 0..600000: SIGTERM drain */
     int drain_window_sigint_ms;    /* 1000; 0..600000: SIGINT drain */
     int drain_reconnect_max_ms;    /* 5000; 0..600000: bound of the goaway reconnect delay */

@@ -5,7 +5,6 @@ processes on free loopback ports, stopped (by PID) at teardown."""
 import os
 import signal
 import subprocess
-import time
 
 import redis
 

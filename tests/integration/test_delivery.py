@@ -1,6 +1,8 @@
 """Events from Redis reach the clients that subscribed and may see them, and nobody else."""
 
-from conftest import async_test
+import pytest
+
+from conftest import Jobwire, WsClient, async_test, ws_connect, ws_url
 
 
 def marker(jw, job, user):
@@ -239,3 +241,22 @@ async def test_progress_conflates_but_never_goes_backwards(jw):
             ev["payload"].get("progress", ev["payload"].get("step")))
     assert progress == sorted(set(progress)), progress
     assert steps == [100, 200, 300, 400, 500]
+
+
+@pytest.mark.parametrize("deflate", [True, False], ids=["deflate", "plain"])
+@async_test
+async def test_permessage_deflate_is_opt_in(tmp_path, redis_server, deflate):
+    jw = Jobwire(tmp_path, redis_server, {"permessage_deflate": deflate}).start()
+    try:
+        ws = await ws_connect(ws_url(jw.port, "alice"))  # the client offers deflate
+        negotiated = [e.name for e in ws.extensions]
+        assert ("permessage-deflate" in negotiated) is deflate, negotiated
+        c = WsClient(ws, None, "alice")
+        c.welcome = await c.recv_json()
+        await c.subscribe(jobs=["job_z"])
+        payload = {"jobId": "job_z", "userId": "alice", "text": "compressible " * 200}
+        jw.publish("ai:job:status:job_z", payload)
+        assert (await c.expect_event())["payload"] == payload
+        await ws.close()
+    finally:
+        jw.stop()

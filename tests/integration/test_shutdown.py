@@ -77,3 +77,20 @@ async def test_sigint_drains_faster(jw):
     assert [code for _, code, _ in results] == [1001] * 6
     assert max(t for _, _, t in results) - t0 <= 0.3 + 0.7
     assert jw.stop() == 0
+
+
+@pytest.mark.jwconfig(ws_ping_interval_s=1, ws_pong_timeout_s=1)
+@async_test
+async def test_keepalive_pings_idle_clients_and_drops_silent_ones(jw):
+    alive = await jw.client("alice", name="alive")
+    silent = await jw.client("bob", name="silent")
+    silent.ws.transport.pause_reading()  # never sees the PING, never answers it
+    # Poll without blocking the event loop, so that the alive client answers its PINGs.
+    deadline = time.monotonic() + 10
+    while jw.metric("jobwire_connections", transport="websocket") != 1:
+        assert time.monotonic() < deadline, "the silent client was not dropped"
+        await asyncio.sleep(0.05)
+    assert jw.metric("jobwire_connections_accepted_total") == 2
+    # The answering client outlived several PING rounds and is still served.
+    await alive.ping()
+    assert alive.ws.open
