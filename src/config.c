@@ -124,6 +124,9 @@ static const struct opt opts[] = {
         "timeouts of 60 s); 0 = never."),
     OPT(T_INT, ws_pong_timeout_s, "10", 1, 3600, NULL, 0,
         "A connection that stays silent this long after the PING is closed."),
+    OPT(T_INT, sse_heartbeat_s, "15", 0, 3600, NULL, 0,
+        "A comment line goes to an SSE stream idle this long (keeps ingresses from timing it "
+        "out, and ends a vanished client's stream); 0 = never."),
     OPT(T_INT, drain_window_ms, "10000", 0, 600000, NULL, 0,
         "On SIGTERM: the time over which clients are told to reconnect elsewhere and closed "
         "with 1001, a few at a time; the process exits when the last one is gone."),

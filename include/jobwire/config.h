@@ -56,6 +56,7 @@ struct jw_config {
     int deflate_window_bits;       /* 9; 9..15 */
     int ws_ping_interval_s;        /* 25; 0..3600: idle time before a WebSocket PING */
     int ws_pong_timeout_s;         /* 10; 1..3600: silence after it before the hang-up */
+    int sse_heartbeat_s;           /* 15; 0..3600: idle time before an SSE comment line */
     int drain_window_ms;           /* 10000; 0..600000: SIGTERM drain */
     int drain_window_sigint_ms;    /* 1000; 0..600000: SIGINT drain */
     int drain_reconnect_max_ms;    /* 5000; 0..600000: bound of the goaway reconnect delay */

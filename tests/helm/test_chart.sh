@@ -82,7 +82,7 @@ refuse "both minAvailable and maxUnavailable" --set podDisruptionBudget.minAvail
 
 # --- the rendered jobwire.conf loads in the real parser ------------------------------------------
 BIN=${JOBWIRE_BIN:-}
-for b in build-ops/jobwire build/jobwire; do [[ -z $BIN && -x $b ]] && BIN=$b; done
+for b in build/jobwire; do [[ -z $BIN && -x $b ]] && BIN=$b; done
 if [[ -n $BIN ]]; then
     $PY - "$OUT/default.yaml" "$OUT/default.conf" <<'PY'
 import sys, yaml

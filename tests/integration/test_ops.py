@@ -20,11 +20,11 @@ async def test_metrics_move_with_traffic(jw):
     await bob.subscribe(jobs=["job_1"])
     jw.wait_metric("jobwire_subscriptions", lambda v: v == 3)
 
-    for i in range(5):
-        jw.publish("ai:job:progress:job_1", {"jobId": "job_1", "userId": "alice", "progress": i})
+    for i in range(5):  # status events: a burst of progress events may conflate
+        jw.publish("ai:job:status:job_1", {"jobId": "job_1", "userId": "alice", "step": i})
     for _ in range(5):
         await alice.expect_event()
-    jw.publish("ai:job:progress:job_1", "not json")
+    jw.publish("ai:job:status:job_1", "not json")
 
     jw.wait_metric("jobwire_deliveries_total", lambda v: v == 5)
     jw.wait_metric("jobwire_deliveries_denied_total", lambda v: v == 5)  # bob, every event

@@ -55,6 +55,7 @@ static const char *const keys[] = {
     "deflate_window_bits",
     "ws_ping_interval_s",
     "ws_pong_timeout_s",
+    "sse_heartbeat_s",
     "drain_window_ms",
     "drain_window_sigint_ms",
     "drain_reconnect_max_ms",
