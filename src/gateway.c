@@ -1,13 +1,14 @@
 /*
  * The gateway thread (see gateway.h): one lws context with two protocols served by one
- * callback — "http" (/healthz, /readyz, /metrics, static files) and "jobwire.v1" (WebSocket
- * sessions, the vhost default so that clients need not name it). Events from the upstream
- * thread arrive through the inbox; lws_cancel_service() wakes the loop, and the inbox is
- * drained whole on each LWS_CALLBACK_EVENT_WAIT_CANCELLED, in the ws protocol only.
+ * callback — "http" (/healthz, /readyz, /metrics, Server-Sent Events at /events, static files)
+ * and "jobwire.v1" (WebSocket sessions, the vhost default so that clients need not name it). Events
+ * from the upstream thread arrive through the inbox; lws_cancel_service() wakes the loop, and the
+ * inbox is drained whole on each LWS_CALLBACK_EVENT_WAIT_CANCELLED, in the ws protocol only.
  */
 #include "jobwire/gateway.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <libwebsockets.h>
 #include <limits.h>
 #include <stdatomic.h>
@@ -30,9 +31,10 @@
 #include "jobwire/session.h"
 
 enum { PROTO_HTTP = 0, PROTO_WS, PROTO_COUNT };
-enum { MOUNT_HEALTHZ = 0, MOUNT_READYZ, MOUNT_METRICS, MOUNT_WEB, MOUNT_COUNT };
+enum { MOUNT_HEALTHZ = 0, MOUNT_READYZ, MOUNT_METRICS, MOUNT_EVENTS, MOUNT_WEB, MOUNT_COUNT };
 
 #define WS_PATH "/ws"
+#define SSE_PATH "/events"
 
 enum { JW_STOP_DRAIN = 1, JW_STOP_FAST = 2 };
 
@@ -74,6 +76,14 @@ static const struct lws_extension deflate_extension[] = {
 struct http_reply {
     char *body;
     size_t len;
+};
+
+/* The HTTP protocol's per-session memory: small, because every request has one. An SSE stream
+ * allocates its session (some 300 bytes) on the heap, so the WebSocket protocol's memory and
+ * the plain requests' stay as they were. */
+struct http_pss {
+    struct http_reply reply;
+    struct jw_session *sse; /* an open SSE stream; freed on CLOSED_HTTP */
 };
 
 static struct jw_gateway *
@@ -167,20 +177,11 @@ http_answer(struct jw_gateway *gw, const char *path, struct jw_buf *body, const 
     return HTTP_STATUS_NOT_FOUND;
 }
 
+/* Sends the headers of an answer whose body (taken over) goes out on HTTP_WRITEABLE. */
 static int
-on_http(struct lws *wsi, struct http_reply *reply)
+send_reply(struct lws *wsi, struct http_reply *reply, unsigned status, const char *type,
+           struct jw_buf body)
 {
-    struct jw_gateway *gw = gateway_of(wsi);
-    char path[64];
-    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0)
-        return lws_return_http_status(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, NULL) ||
-               lws_http_transaction_completed(wsi);
-
-    struct jw_buf body;
-    const char *type;
-    jw_buf_init(&body, 256);
-    unsigned status = http_answer(gw, path, &body, &type);
-
     unsigned char head[LWS_PRE + 512];
     unsigned char *p = head + LWS_PRE, *end = head + sizeof(head) - 1;
     if (lws_add_http_common_headers(wsi, status, type, body.len, &p, end) ||
@@ -194,6 +195,102 @@ on_http(struct lws *wsi, struct http_reply *reply)
     reply->len = body.len;
     lws_callback_on_writable(wsi);
     return 0;
+}
+
+/* A refusal: the status with a one-line plain-text reason. */
+static int
+send_refusal(struct lws *wsi, struct http_reply *reply, unsigned status, const char *why)
+{
+    struct jw_buf body;
+    jw_buf_init(&body, 128);
+    jw_buf_append_str(&body, why);
+    jw_buf_append_str(&body, "\n");
+    return send_reply(wsi, reply, status, "text/plain; charset=utf-8", body);
+}
+
+/* GET /events: admission exactly as for a WebSocket upgrade (plus the subscription the query
+ * names), then a session on the heap whose frames go out as SSE events (session_sse.c). */
+static int
+on_sse(struct lws *wsi, struct http_pss *pss)
+{
+    struct jw_gateway *gw = gateway_of(wsi);
+    char why_buf[224];
+    const char *why = why_buf;
+    char *subscribe = NULL;
+    unsigned flags = JW_ADMIT_SSE, status = 0;
+    if (pss->sse) /* a second request on a connection that streams already */
+        return -1;
+    if (gw->draining) {
+        why = "draining";
+        status = HTTP_STATUS_SERVICE_UNAVAILABLE;
+    }
+    if (!status)
+        status = jw_session_sse_query(&gw->env, wsi, &subscribe, &flags, why_buf, sizeof(why_buf));
+    if (!status) {
+        status = jw_session_admit(&gw->env, wsi, flags, &why);
+        if (status)
+            jw_metric_add(JW_M_CONNECTIONS_REJECTED_AUTH, 1);
+    }
+    struct jw_session *s = NULL;
+    if (!status) {
+        s = jw_calloc(1, sizeof(*s));
+        int rc = jw_session_open(&gw->env, s, wsi, JW_TRANSPORT_SSE);
+        if (rc < 0) {
+            free(s);
+            s = NULL;
+            jw_metric_add(JW_M_CONNECTIONS_REJECTED_AUTH, 1);
+            status = rc == -EUSERS ? 429 : HTTP_STATUS_UNAUTHORIZED;
+            why = rc == -EUSERS ? "too many connections from this address" : "token expired";
+        }
+    }
+    if (status) {
+        free(subscribe);
+        jw_info("gateway", "refused SSE request (%u): %s", status, why);
+        return send_refusal(wsi, &pss->reply, status, why);
+    }
+    pss->sse = s;
+    jw_session_sse_subscribe(s, subscribe);
+    free(subscribe);
+
+    /* The headers are read for the last time above: lws_http_mark_sse() detaches them. */
+    unsigned char head[LWS_PRE + 512];
+    unsigned char *p = head + LWS_PRE, *end = head + sizeof(head) - 1;
+    if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, "text/event-stream",
+                                    LWS_ILLEGAL_HTTP_CONTENT_LEN, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                     (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"x-accel-buffering:",
+                                    (const unsigned char *)"no", 2, &p, end) ||
+        lws_finalize_write_http_header(wsi, head + LWS_PRE, &p, end))
+        return -1; /* CLOSED_HTTP closes the session */
+    /* lws_http_mark_sse() is for h2 streams (on HTTP/1.1 it logs an error); what it does for
+     * HTTP/1.1 is to drop the headers and any pending timeout. */
+    if (lws_get_network_wsi(wsi) != wsi) {
+        lws_http_mark_sse(wsi);
+    } else {
+        lws_http_headers_detach(wsi);
+        lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+    }
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int
+on_http(struct lws *wsi, struct http_pss *pss)
+{
+    struct jw_gateway *gw = gateway_of(wsi);
+    char path[64];
+    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0)
+        return lws_return_http_status(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, NULL) ||
+               lws_http_transaction_completed(wsi);
+    if (strcmp(path, SSE_PATH) == 0)
+        return on_sse(wsi, pss);
+
+    struct jw_buf body;
+    const char *type;
+    jw_buf_init(&body, 256);
+    unsigned status = http_answer(gw, path, &body, &type);
+    return send_reply(wsi, &pss->reply, status, type, body);
 }
 
 static int
@@ -228,7 +325,7 @@ on_confirm_upgrade(struct lws *wsi)
         lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "draining");
         return 1;
     }
-    unsigned status = jw_session_admit(&gw->env, wsi, &why);
+    unsigned status = jw_session_admit(&gw->env, wsi, 0, &why);
     if (status) {
         jw_metric_add(JW_M_CONNECTIONS_REJECTED_AUTH, 1);
         jw_info("gateway", "refused WebSocket upgrade (%u): %s", status, why);
@@ -265,11 +362,19 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
     case LWS_CALLBACK_HTTP:
         return on_http(wsi, user);
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        return on_http_writeable(wsi, user);
+        if (user && ((struct http_pss *)user)->sse)
+            return jw_session_writeable(((struct http_pss *)user)->sse);
+        return on_http_writeable(wsi, &((struct http_pss *)user)->reply);
     case LWS_CALLBACK_CLOSED_HTTP:
         if (user) {
-            free(((struct http_reply *)user)->body);
-            ((struct http_reply *)user)->body = NULL;
+            struct http_pss *pss = user;
+            free(pss->reply.body);
+            pss->reply.body = NULL;
+            if (pss->sse) {
+                jw_session_closed(pss->sse);
+                free(pss->sse);
+                pss->sse = NULL;
+            }
         }
         return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
@@ -279,13 +384,19 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         gw = gateway_of(wsi);
         if (gw->cfg->permessage_deflate)
             bound_deflate(gw->cfg, wsi);
-        return jw_session_open(&gw->env, user, wsi);
+        return jw_session_open(&gw->env, user, wsi, JW_TRANSPORT_WEBSOCKET) < 0 ? -1 : 0;
     case LWS_CALLBACK_RECEIVE:
         return jw_session_receive(user, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return jw_session_writeable(user);
     case LWS_CALLBACK_TIMER:
-        return jw_session_timer(user);
+        /* Only sessions set wsi timers: a WebSocket's, or an SSE stream's on the HTTP protocol */
+        gw = gateway_of(wsi);
+        if (strcmp(lws_get_protocol(wsi)->name, gw->protocols[PROTO_WS].name) == 0)
+            return jw_session_timer(user);
+        return user && ((struct http_pss *)user)->sse
+                   ? jw_session_timer(((struct http_pss *)user)->sse)
+                   : 0;
     case LWS_CALLBACK_CLOSED:
         jw_session_closed(user);
         return 0;
@@ -306,19 +417,19 @@ on_lws_log(int level, const char *line)
 static void
 setup_mounts(struct jw_gateway *gw)
 {
-    static const char *const api_paths[] = {"/healthz", "/readyz", "/metrics"};
+    static const char *const api_paths[] = {"/healthz", "/readyz", "/metrics", SSE_PATH};
     struct lws_http_mount *m = gw->mounts;
-    for (int i = MOUNT_HEALTHZ; i <= MOUNT_METRICS; i++) {
+    for (int i = MOUNT_HEALTHZ; i <= MOUNT_EVENTS; i++) {
         m[i].mountpoint = api_paths[i];
         m[i].mountpoint_len = (unsigned char)strlen(api_paths[i]);
         m[i].origin = "http";
         m[i].origin_protocol = LWSMPRO_CALLBACK;
         m[i].mount_next = &m[i + 1];
     }
-    m[MOUNT_METRICS].mount_next = NULL;
+    m[MOUNT_EVENTS].mount_next = NULL;
     if (!gw->web_root[0])
         return;
-    m[MOUNT_METRICS].mount_next = &m[MOUNT_WEB];
+    m[MOUNT_EVENTS].mount_next = &m[MOUNT_WEB];
     m[MOUNT_WEB].mountpoint = "/";
     m[MOUNT_WEB].mountpoint_len = 1;
     m[MOUNT_WEB].origin = gw->web_root;
@@ -353,10 +464,8 @@ jw_gateway_new(const struct jw_config *cfg)
     }
     setup_mounts(gw);
 
-    gw->protocols[PROTO_HTTP] =
-        (struct lws_protocols){.name = "http",
-                               .callback = on_lws_event,
-                               .per_session_data_size = sizeof(struct http_reply)};
+    gw->protocols[PROTO_HTTP] = (struct lws_protocols){
+        .name = "http", .callback = on_lws_event, .per_session_data_size = sizeof(struct http_pss)};
     gw->protocols[PROTO_WS] =
         (struct lws_protocols){.name = "jobwire.v1",
                                .callback = on_lws_event,
@@ -401,8 +510,9 @@ jw_gateway_new(const struct jw_config *cfg)
         return NULL;
     }
     gw->live = jw_live_new(&gw->env, gw->ctx, gw->instance);
-    jw_info("gateway", "listening on %s:%d (WebSocket %s%s%s)", cfg->listen_address,
-            cfg->listen_port, WS_PATH, gw->web_root[0] ? ", web root " : "", gw->web_root);
+    jw_info("gateway", "listening on %s:%d (WebSocket %s, SSE %s%s%s)", cfg->listen_address,
+            cfg->listen_port, WS_PATH, SSE_PATH, gw->web_root[0] ? ", web root " : "",
+            gw->web_root);
     if (cfg->dev_auth)
         jw_warn("gateway", "dev_auth is on: clients choose their own user id; never use this "
                            "in production");

@@ -1,8 +1,8 @@
 /*
- * WebSocket sessions (see the state diagram in session.h): lifecycle, the outbound queue written
- * several frames per WRITEABLE callback, inbound messages (size, rate, reassembly) and their
- * dispatch, and the op that serialises a session's Redis steps. Authentication is in
- * session_auth.c, subscriptions and snapshots in session_subscribe.c.
+ * Sessions (see the state diagram in session.h): lifecycle, the outbound queue written several
+ * frames per WRITEABLE callback, inbound messages (size, rate, reassembly) and their dispatch,
+ * and the op that serialises a session's Redis steps. Authentication is in session_auth.c,
+ * subscriptions and snapshots in session_subscribe.c, the SSE writer in session_sse.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -23,8 +23,6 @@ struct jw_held_input {
     size_t len;
     char text[];
 };
-
-static void handle_message(struct jw_session *s, const char *text, size_t len);
 
 uint64_t
 jw_session_now_ms(void)
@@ -59,6 +57,7 @@ jw_session_env_destroy(struct jw_session_env *env)
     jw_dict_free(env->by_id);
     jw_counts_free(env->per_address);
     jw_counts_free(env->per_user);
+    jw_session_sse_env_destroy(env);
 }
 
 /* ---- queueing and closing ------------------------------------------------------------- */
@@ -116,6 +115,14 @@ jw_session_send_error(struct jw_session *s, const char *id, const char *code, co
     jw_metric_add(JW_M_CLIENT_ERRORS, 1);
     jw_debug(MOD, "c%08x: error %s: %s", s->id, code, message);
     jw_session_send_owned(s, jw_reply_error(id, code, message));
+    /* An SSE client cannot send another request: every error answers its query or its token,
+     * so the stream ends once the error is out (a close_later() made meanwhile wins). */
+    if (s->transport == JW_TRANSPORT_SSE && !s->sse_end_code)
+        s->sse_end_code = strcmp(code, JW_ERR_FORBIDDEN) == 0         ? JW_CLOSE_FORBIDDEN
+                          : strcmp(code, JW_ERR_UNAVAILABLE) == 0     ? JW_CLOSE_TRY_AGAIN
+                          : strcmp(code, JW_ERR_TOO_MANY_JOBS) == 0   ? JW_CLOSE_TOO_MANY
+                          : strcmp(code, JW_ERR_UNAUTHENTICATED) == 0 ? JW_CLOSE_UNAUTHENTICATED
+                                                                      : JW_CLOSE_POLICY;
 }
 
 /* ---- ops ------------------------------------------------------------------------------ */
@@ -183,15 +190,15 @@ jw_session_end_op(struct jw_session *s)
         if (!s->held)
             s->held_tail = NULL;
         s->nheld--;
-        handle_message(s, h->text, h->len);
+        jw_session_handle_message(s, h->text, h->len);
         free(h);
     }
 }
 
 /* ---- client messages ------------------------------------------------------------------ */
 
-static void
-handle_message(struct jw_session *s, const char *text, size_t len)
+void
+jw_session_handle_message(struct jw_session *s, const char *text, size_t len)
 {
     if (s->op) { /* a Redis step is running: keep the order of requests */
         hold_input(s, text, len);
@@ -245,7 +252,7 @@ jw_session_receive(struct jw_session *s, const void *in, size_t len)
     if (first && last) {
         if (len > max)
             return close_now(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large");
-        handle_message(s, in, len);
+        jw_session_handle_message(s, in, len);
         return 0;
     }
     /* A message that arrives in pieces is reassembled, bounded by the same limit. */
@@ -258,7 +265,7 @@ jw_session_receive(struct jw_session *s, const void *in, size_t len)
     memcpy(s->partial + s->partial_len, in, len);
     s->partial_len += len;
     if (last) {
-        handle_message(s, s->partial, s->partial_len);
+        jw_session_handle_message(s, s->partial, s->partial_len);
         free(s->partial);
         s->partial = NULL;
         s->partial_len = 0;
@@ -268,14 +275,22 @@ jw_session_receive(struct jw_session *s, const void *in, size_t len)
 
 /* ---- lifecycle ------------------------------------------------------------------------ */
 
+static enum jw_metric_id
+connections_gauge(const struct jw_session *s)
+{
+    return s->transport == JW_TRANSPORT_SSE ? JW_M_CONNECTIONS_SSE : JW_M_CONNECTIONS;
+}
+
 int
-jw_session_open(struct jw_session_env *env, struct jw_session *s, struct lws *wsi)
+jw_session_open(struct jw_session_env *env, struct jw_session *s, struct lws *wsi,
+                enum jw_transport transport)
 {
     const struct jw_config *cfg = env->cfg;
     char address[64], key[16];
     memset(s, 0, sizeof(*s));
     s->env = env;
     s->wsi = wsi;
+    s->transport = (uint8_t)transport;
     s->id = ++env->next_id;
     jw_outq_init(&s->outq);
     jw_bucket_init(&s->bucket, (unsigned)cfg->client_message_burst, jw_session_now_ms());
@@ -283,9 +298,10 @@ jw_session_open(struct jw_session_env *env, struct jw_session *s, struct lws *ws
     if (jw_counts_acquire(env->per_address, address, (unsigned)cfg->max_connections_per_ip) < 0) {
         jw_metric_add(JW_M_CLOSED_TOO_MANY_CONNECTIONS, 1);
         jw_info(MOD, "refused a connection from %s: too many from this address", address);
-        lws_close_reason(wsi, (enum lws_close_status)JW_CLOSE_TOO_MANY,
-                         (unsigned char *)"too many connections", 20);
-        return -1;
+        if (transport == JW_TRANSPORT_WEBSOCKET)
+            lws_close_reason(wsi, (enum lws_close_status)JW_CLOSE_TOO_MANY,
+                             (unsigned char *)"too many connections", 20);
+        return -EUSERS;
     }
     s->address = jw_strdup(address);
     snprintf(key, sizeof(key), "%08x", s->id);
@@ -295,14 +311,21 @@ jw_session_open(struct jw_session_env *env, struct jw_session *s, struct lws *ws
         env->all->prev = s;
     env->all = s;
     s->open = 1;
-    jw_metric_add(JW_M_CONNECTIONS, 1);
+    jw_metric_add(connections_gauge(s), 1);
     jw_metric_add(JW_M_CONNECTIONS_ACCEPTED, 1);
-    jw_info(MOD, "c%08x: connected from %s", s->id, s->address);
+    jw_info(MOD, "c%08x: connected from %s%s", s->id, s->address,
+            transport == JW_TRANSPORT_SSE ? " (SSE)" : "");
+    if (transport == JW_TRANSPORT_SSE) {
+        s->sse_resumed = (uint8_t)jw_session_sse_resumed(wsi);
+        s->last_write_ms = jw_session_now_ms();
+    }
 
     if (jw_session_begin_auth(s) < 0) {
         jw_session_closed(s);
-        return -1;
+        return -EACCES;
     }
+    if (transport == JW_TRANSPORT_SSE)
+        jw_session_rearm(s); /* the heartbeat */
     return 0;
 }
 
@@ -331,7 +354,7 @@ jw_session_closed(struct jw_session *s)
         env->all = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    jw_metric_add(JW_M_CONNECTIONS, -1);
+    jw_metric_add(connections_gauge(s), -1);
     jw_info(MOD, "c%08x: closed", s->id);
     free_op(s);
     while (s->held) {
@@ -348,6 +371,8 @@ jw_session_closed(struct jw_session *s)
 int
 jw_session_writeable(struct jw_session *s)
 {
+    if (s->transport == JW_TRANSPORT_SSE)
+        return jw_session_sse_writeable(s);
     /* Frames queued before the close (an error saying why) still go out first. */
     if (s->close_code && !s->outq.count) {
         lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,

@@ -80,7 +80,7 @@ auth_failure_metric(enum jw_auth_result r)
 }
 
 unsigned
-jw_session_admit(struct jw_session_env *env, struct lws *wsi, const char **why)
+jw_session_admit(struct jw_session_env *env, struct lws *wsi, unsigned flags, const char **why)
 {
     const struct jw_config *cfg = env->cfg;
     char origin[256], address[64];
@@ -100,7 +100,13 @@ jw_session_admit(struct jw_session_env *env, struct lws *wsi, const char **why)
     }
     if (cfg->dev_auth) {
         struct jw_principal p;
-        return dev_principal(wsi, &p, why) < 0 ? HTTP_STATUS_UNAUTHORIZED : 0;
+        if (dev_principal(wsi, &p, why) < 0)
+            return HTTP_STATUS_UNAUTHORIZED;
+        if ((flags & JW_ADMIT_ADMIN) && !p.admin) {
+            *why = "scope all needs the admin role";
+            return HTTP_STATUS_FORBIDDEN;
+        }
+        return 0;
     }
     if (!jw_auth_enabled(env->auth)) {
         *why = "no authentication method is configured";
@@ -109,6 +115,12 @@ jw_session_admit(struct jw_session_env *env, struct lws *wsi, const char **why)
     /* A token in the handshake must be good; without one the client authenticates by message. */
     char token[JW_TOKEN_MAX + 16];
     size_t len = handshake_token(env, wsi, token, sizeof(token));
+    if (!len && (flags & JW_ADMIT_SSE)) { /* no way to send an auth message later */
+        jw_metric_add(JW_M_AUTH_FAILURES_MISSING_TOKEN, 1);
+        *why = cfg->auth_allow_query_token ? "missing token (Authorization: Bearer, or ?token=)"
+                                           : "missing token (Authorization: Bearer)";
+        return HTTP_STATUS_UNAUTHORIZED;
+    }
     if (!len)
         return 0;
     struct jw_principal p;
@@ -118,6 +130,10 @@ jw_session_admit(struct jw_session_env *env, struct lws *wsi, const char **why)
         jw_metric_add(auth_failure_metric(r), 1);
         *why = jw_auth_result_name(r);
         return HTTP_STATUS_UNAUTHORIZED;
+    }
+    if ((flags & JW_ADMIT_ADMIN) && !p.admin) {
+        *why = "scope all needs the admin role";
+        return HTTP_STATUS_FORBIDDEN;
     }
     return 0;
 }
@@ -133,9 +149,10 @@ refuse_auth(struct jw_session *s, const char *id, uint16_t code, const char *rea
     jw_session_close_later(s, code, reason);
 }
 
-/* The session's one deadline (auth timeout, then token expiry). lws 4.1 cannot cancel a wsi
- * timer (LWS_SET_TIMER_USEC_CANCEL fires it at once), so a callback that comes without a
- * deadline due is ignored: `deadline_ms` is the truth, the lws timer only a wake-up. */
+/* The session's one deadline (auth timeout, then token expiry) and, for SSE, its heartbeat share
+ * the wsi's one timer, set to the earlier of the two. lws 4.1 cannot cancel a wsi timer
+ * (LWS_SET_TIMER_USEC_CANCEL fires it at once), so a callback that comes with nothing due only
+ * re-arms: `deadline_ms` and `last_write_ms` are the truth, the lws timer only a wake-up. */
 #define MAX_TIMER_MS (24u * 3600u * 1000u) /* longer waits re-arm when the timer wakes */
 
 /* Wakes the session after `in_ms`, at most a day ahead (a distant exp must not overflow the
@@ -143,7 +160,21 @@ refuse_auth(struct jw_session *s, const char *id, uint16_t code, const char *rea
 static void
 wake_in(struct jw_session *s, uint64_t in_ms)
 {
+    if (!in_ms)
+        in_ms = 1; /* due now: still a real wake-up, never the cancel value */
     lws_set_timer_usecs(s->wsi, (lws_usec_t)(in_ms < MAX_TIMER_MS ? in_ms : MAX_TIMER_MS) * 1000);
+}
+
+void
+jw_session_rearm(struct jw_session *s)
+{
+    uint64_t now = jw_session_now_ms();
+    uint64_t at = s->deadline_ms ? s->deadline_ms : UINT64_MAX;
+    uint64_t hb = jw_session_sse_heartbeat_at(s, now);
+    if (hb < at)
+        at = hb;
+    if (at != UINT64_MAX)
+        wake_in(s, at > now ? at - now : 0);
 }
 
 static void
@@ -151,7 +182,7 @@ arm_deadline(struct jw_session *s, uint64_t in_ms)
 {
     uint64_t now = jw_session_now_ms();
     s->deadline_ms = in_ms > UINT64_MAX - now ? UINT64_MAX : now + in_ms;
-    wake_in(s, in_ms);
+    jw_session_rearm(s);
 }
 
 static void
@@ -171,10 +202,11 @@ int
 jw_session_timer(struct jw_session *s)
 {
     uint64_t now = jw_session_now_ms();
-    if (!s->deadline_ms || s->close_code)
+    if (s->close_code)
         return 0;
-    if (now < s->deadline_ms) { /* woken early: sleep again */
-        wake_in(s, s->deadline_ms - now);
+    jw_session_sse_timer(s, now);
+    if (!s->deadline_ms || now < s->deadline_ms) { /* nothing due, or woken early */
+        jw_session_rearm(s);
         return 0;
     }
     s->deadline_ms = 0;
@@ -212,6 +244,12 @@ activate(struct jw_session *s, const struct jw_principal *p)
     char conn_id[16];
     snprintf(conn_id, sizeof(conn_id), "c%08x", s->id);
     jw_session_send_owned(s, jw_reply_welcome(conn_id, s->user_id, p->admin));
+    if (s->sse_resumed) { /* no history is kept: the snapshots that follow are the recovery */
+        char text[64];
+        int n = snprintf(text, sizeof(text), "{\"type\":\"status\",\"live\":%s,\"resumed\":true}",
+                         env->link_up ? "true" : "false");
+        jw_session_send_owned(s, jw_frame_new(text, (size_t)n, 0));
+    }
 }
 
 static void

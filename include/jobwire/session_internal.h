@@ -1,7 +1,8 @@
 /*
  * Private to the session modules: session.c (lifecycle, I/O, dispatch), session_auth.c
- * (admission, authentication, expiry) and session_subscribe.c (subscriptions and snapshots).
- * Nothing outside these three files includes this header.
+ * (admission, authentication, expiry, the session's timer), session_subscribe.c (subscriptions
+ * and snapshots) and session_sse.c (the Server-Sent Events transport). Nothing outside these
+ * files includes this header.
  */
 #ifndef JOBWIRE_SESSION_INTERNAL_H
 #define JOBWIRE_SESSION_INTERNAL_H
@@ -50,6 +51,8 @@ int jw_session_enqueue(struct jw_session *s, struct jw_frame *f);
 void jw_session_send_owned(struct jw_session *s, struct jw_frame *f);
 void jw_session_send_error(struct jw_session *s, const char *id, const char *code,
                            const char *message);
+/* One client message, as if it had arrived now (held while an op runs). */
+void jw_session_handle_message(struct jw_session *s, const char *text, size_t len);
 /* A new op of `kind` for the session (which must have none). */
 struct jw_session_op *jw_session_op_new(struct jw_session *s, int kind);
 /* Ends the session's op and applies the client messages held meanwhile. */
@@ -64,6 +67,8 @@ void jw_session_handle_auth(struct jw_session *s, const struct jw_cmd *cmd);
 int jw_session_begin_auth(struct jw_session *s);
 void jw_session_client_address(const struct jw_session_env *env, struct lws *wsi, char *out,
                                size_t size);
+/* Sets the wsi timer to the earliest of the session's deadline and its SSE heartbeat. */
+void jw_session_rearm(struct jw_session *s);
 
 /* session_subscribe.c */
 void jw_session_handle_subscribe(struct jw_session *s, struct jw_cmd *cmd);
@@ -71,5 +76,16 @@ void jw_session_handle_unsubscribe(struct jw_session *s, const struct jw_cmd *cm
 /* Holds `ev` when the session's subscribe op is waiting for its job's snapshot: 1 = held. */
 int jw_session_hold_event(struct jw_session *s, const struct jw_event *ev);
 void jw_session_free_subscribe_op(struct jw_session_op *op);
+
+/* session_sse.c */
+int jw_session_sse_writeable(struct jw_session *s);
+/* When the heartbeat is next due (monotonic ms); UINT64_MAX for none. */
+uint64_t jw_session_sse_heartbeat_at(const struct jw_session *s, uint64_t now);
+/* On the session's timer: asks for a comment line when the stream has been idle long enough. */
+void jw_session_sse_timer(struct jw_session *s, uint64_t now);
+/* 1 when the request carries a Last-Event-ID (a reconnecting EventSource). */
+int jw_session_sse_resumed(struct lws *wsi);
+/* Frees the environment's SSE write buffer. */
+void jw_session_sse_env_destroy(struct jw_session_env *env);
 
 #endif
