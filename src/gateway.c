@@ -218,8 +218,6 @@ on_sse(struct lws *wsi, struct http_pss *pss)
     const char *why = why_buf;
     char *subscribe = NULL;
     unsigned flags = JW_ADMIT_SSE, status = 0;
-    if (pss->sse) /* a second request on a connection that streams already */
-        return -1;
     if (gw->draining) {
         why = "draining";
         status = HTTP_STATUS_SERVICE_UNAVAILABLE;
@@ -280,6 +278,8 @@ on_http(struct lws *wsi, struct http_pss *pss)
 {
     struct jw_gateway *gw = gateway_of(wsi);
     char path[64];
+    if (pss->sse) /* a request pipelined behind a stream, which never completes: hang up */
+        return -1;
     if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0)
         return lws_return_http_status(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, NULL) ||
                lws_http_transaction_completed(wsi);
@@ -366,6 +366,7 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
             return jw_session_writeable(((struct http_pss *)user)->sse);
         return on_http_writeable(wsi, &((struct http_pss *)user)->reply);
     case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL: /* lws may free the memory after either */
         if (user) {
             struct http_pss *pss = user;
             free(pss->reply.body);

@@ -17,6 +17,7 @@
 
 #define MOD JW_SESSION_MOD
 #define MAX_HELD 32 /* client messages held while a Redis step runs; more is a flood */
+#define SSE_CLOSE_TIMEOUT_S 5
 
 struct jw_held_input {
     struct jw_held_input *next;
@@ -72,6 +73,10 @@ jw_session_close_later(struct jw_session *s, uint16_t code, const char *reason)
     s->close_code = code;
     s->close_reason = reason;
     lws_callback_on_writable(s->wsi);
+    /* A WebSocket that never reads again is hung up by the keepalive (no PONG); an SSE stream
+     * has no such check, so its last events get a bounded time to go out. */
+    if (s->transport == JW_TRANSPORT_SSE)
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, SSE_CLOSE_TIMEOUT_S);
 }
 
 /* Queues a frame; on overflow marks the session as a slow consumer. Returns 0 or -ENOBUFS. */

@@ -177,9 +177,11 @@ static size_t
 append_event(struct jw_session_env *env, size_t used, const char *id, const char *text, size_t len)
 {
     const char *type;
-    size_t tlen = frame_type(text, len, &type);
-    /* worst case: every byte a line break that opens a new "data: " line */
-    char *out = (char *)room(env, used, len * 7 + tlen + SSE_OVERHEAD);
+    size_t tlen = frame_type(text, len, &type), breaks = 0;
+    int one_line = !memchr(text, '\n', len) && !memchr(text, '\r', len);
+    for (size_t i = 0; !one_line && i < len; i++)
+        breaks += text[i] == '\n' || text[i] == '\r';
+    char *out = (char *)room(env, used, len + breaks * 6 + tlen + SSE_OVERHEAD);
     char *p = out;
     if (id)
         p += sprintf(p, "id: %s\n", id);
@@ -188,7 +190,7 @@ append_event(struct jw_session_env *env, size_t used, const char *id, const char
     p += 7 + tlen;
     memcpy(p, "\ndata: ", 7);
     p += 7;
-    if (!memchr(text, '\n', len) && !memchr(text, '\r', len)) {
+    if (one_line) {
         memcpy(p, text, len);
         p += len;
     } else {
