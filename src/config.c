@@ -15,6 +15,7 @@
 #include "jobwire/config.h"
 
 #include "jobwire/access.h"
+#include "jobwire/redisurl.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -613,133 +614,6 @@ jw_config_apply_env(struct jw_config *c, char *err, size_t errlen)
     return 0;
 }
 
-static int
-hexval(char ch)
-{
-    const char *digits = "0123456789abcdef";
-    const char *d = ch != '\0' ? strchr(digits, tolower((unsigned char)ch)) : NULL;
-
-    return d ? (int)(d - digits) : -1;
-}
-
-/* Percent-decodes s[0..len) into a new string; NULL on a malformed escape or a %00. */
-static char *
-pct_decode(const char *s, size_t len)
-{
-    char *out = jw_malloc(len + 1), *w = out;
-
-    for (size_t i = 0; i < len; i++) {
-        int hi, lo;
-        if (s[i] != '%') {
-            *w++ = s[i];
-            continue;
-        }
-        hi = i + 2 < len ? hexval(s[i + 1]) : -1;
-        lo = hi >= 0 ? hexval(s[i + 2]) : -1;
-        if (lo < 0 || (hi == 0 && lo == 0)) {
-            free(out);
-            return NULL;
-        }
-        *w++ = (char)(hi * 16 + lo);
-        i += 2;
-    }
-    *w = '\0';
-    return out;
-}
-
-struct redis_url {
-    bool tls;
-    char *host;    /* always set on success */
-    int port;      /* 0 = not given */
-    bool has_auth; /* user and pass set */
-    char *user;
-    char *pass;
-};
-
-static void
-url_clear(struct redis_url *u)
-{
-    free(u->host);
-    free(u->user);
-    free(u->pass);
-    memset(u, 0, sizeof *u);
-}
-
-/* Messages never quote the URL itself: it may hold a password. */
-static int
-parse_redis_url(const char *url, struct redis_url *u, char *err, size_t errlen)
-{
-    const char *p, *auth_end, *at = NULL, *h, *h_end, *port = NULL, *why;
-    unsigned char addr[16];
-
-    memset(u, 0, sizeof *u);
-    u->tls = strncasecmp(url, "rediss://", 9) == 0;
-    if (!u->tls && strncasecmp(url, "redis://", 8) != 0)
-        return fail(err, errlen, "redis_url: the scheme must be redis:// or rediss://");
-    p = url + (u->tls ? 9 : 8);
-    auth_end = p + strcspn(p, "/?#");
-    for (const char *q = p; q < auth_end; q++)
-        if (*q == '@')
-            at = q; /* the last '@', so an unescaped '@' in a password still works */
-    h = p;
-    if (at != NULL) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        why = "credentials must be written [username]:password@";
-        if (colon == NULL)
-            goto bad;
-        u->has_auth = true;
-        u->user = pct_decode(p, (size_t)(colon - p));
-        u->pass = pct_decode(colon + 1, (size_t)(at - colon - 1));
-        why = "bad percent-encoding in the credentials";
-        if (u->user == NULL || u->pass == NULL)
-            goto bad;
-        h = at + 1;
-    }
-    if (*h == '[') {
-        h_end = memchr(h, ']', (size_t)(auth_end - h));
-        why = "malformed [IPv6] host";
-        if (h_end == NULL || (h_end + 1 < auth_end && h_end[1] != ':'))
-            goto bad;
-        port = h_end + 1 < auth_end ? h_end + 2 : NULL;
-        h++;
-    } else if ((h_end = memchr(h, ':', (size_t)(auth_end - h))) != NULL) {
-        port = h_end + 1;
-        why = "an IPv6 host must be written in brackets, [::1]";
-        if (memchr(port, ':', (size_t)(auth_end - port)) != NULL)
-            goto bad;
-    } else {
-        h_end = auth_end;
-    }
-    why = "missing host";
-    if (h_end == h)
-        goto bad;
-    u->host = jw_strndup(h, (size_t)(h_end - h));
-    why = "malformed [IPv6] host";
-    if (h[-1] == '[' && inet_pton(AF_INET6, u->host, addr) != 1)
-        goto bad;
-    if (port != NULL) {
-        size_t len = (size_t)(auth_end - port), digits = strspn(port, "0123456789");
-        long v = len > 0 && len < 6 && digits >= len ? strtol(port, NULL, 10) : 0;
-        if (v < 1 || v > 65535) {
-            url_clear(u);
-            return fail(err, errlen, "redis_url: bad port '%.*s' (expected 1..65535)",
-                        (int)(len > 16 ? 16 : len), port);
-        }
-        u->port = (int)v;
-    }
-    /* Pub/sub channels are not scoped by database, so /db is accepted but has no effect. */
-    why = "the path must be a database number such as /0";
-    if (*auth_end == '/' && auth_end[1 + strspn(auth_end + 1, "0123456789")] != '\0')
-        goto bad;
-    why = "query strings and fragments are not supported";
-    if (*auth_end == '?' || *auth_end == '#')
-        goto bad;
-    return 0;
-bad:
-    url_clear(u);
-    return fail(err, errlen, "redis_url: %s", why);
-}
-
 static void
 replace(char **dst, char *src)
 {
@@ -886,8 +760,8 @@ int
 jw_config_finish(struct jw_config *c, char *err, size_t errlen)
 {
     if (c->redis_url != NULL && c->redis_url[0] != '\0') {
-        struct redis_url u;
-        if (parse_redis_url(c->redis_url, &u, err, errlen) != 0)
+        struct jw_redis_url u;
+        if (jw_redis_url_parse(c->redis_url, &u, err, errlen) != 0)
             return -1;
         replace(&c->redis_host, u.host);
         if (u.port != 0)
@@ -922,26 +796,6 @@ print_value(FILE *out, const char *s)
         fputs(s, out);
 }
 
-/* The URL with its password (or a userinfo without ':') replaced by ********; a new string. */
-static char *
-mask_url(const char *url)
-{
-    const char *scheme = strstr(url, "://");
-    const char *p = scheme ? scheme + 3 : url;
-    const char *auth_end = p + strcspn(p, "/?#"), *at = NULL, *colon;
-    char *out;
-
-    for (const char *q = p; q < auth_end; q++)
-        if (*q == '@')
-            at = q;
-    if (at == NULL)
-        return jw_strdup(url);
-    colon = memchr(p, ':', (size_t)(at - p));
-    out = jw_malloc(strlen(url) + 9);
-    sprintf(out, "%.*s********%s", (int)((colon ? colon + 1 : p) - url), url, at);
-    return out;
-}
-
 void
 jw_config_dump(const struct jw_config *c, FILE *out)
 {
@@ -951,7 +805,7 @@ jw_config_dump(const struct jw_config *c, FILE *out)
         fprintf(out, "%s ", o->name);
         if (o->type == T_STRING) {
             const char *s = *(char *const *)p ? *(char *const *)p : "";
-            char *m = (o->flags & O_URL) ? mask_url(s) : NULL;
+            char *m = (o->flags & O_URL) ? jw_redis_url_mask(s) : NULL;
             if ((o->flags & O_SECRET) && s[0] != '\0')
                 fputs("********", out);
             else
