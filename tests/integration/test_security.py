@@ -235,7 +235,8 @@ async def until_marker(c, jw, marker_job, marker_user, forbidden_jobs=(), admin=
     what reply() set aside before). Fails on any event or snapshot of a forbidden job, any
     snapshot naming another user, and (non-admin) any event of another user."""
     tag = f"marker-{time.monotonic_ns()}"
-    jw.publish(*event(marker_job, marker_user, marker=tag))
+    # a status event: a progress marker could conflate an unsent progress event of the job
+    jw.publish(*event(marker_job, marker_user, marker=tag, kind="status"))
     me = c.welcome["userId"]
     pending = list(c.others)
     c.others.clear()

@@ -17,6 +17,12 @@ SMALL = 60           # events every receiver must get
 BIG = 300            # 30 KB events only the stalled client subscribes to
 
 
+def sanitized(pid):
+    """AddressSanitizer keeps freed memory in quarantine: RSS says little about leaks there."""
+    with open(f"/proc/{pid}/maps") as f:
+        return "libasan" in f.read()
+
+
 def rss_kb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -82,7 +88,7 @@ async def test_stalled_client_does_not_delay_the_others(jw):
     stalled.ws.transport.resume_reading()
     assert await stalled.expect_closed() == 4008
     growth_mb = (rss_kb(jw.proc.pid) - rss_before) / 1024
-    assert growth_mb < 64, f"RSS grew {growth_mb:.1f} MB"
+    assert growth_mb < (512 if sanitized(jw.proc.pid) else 64), f"RSS grew {growth_mb:.1f} MB"
     assert jw.metric("jobwire_queue_bytes") < 1024 * 1024
     print(f"{RECEIVERS} receivers x {SMALL} events in {elapsed:.2f} s; RSS +{growth_mb:.1f} MB")
     await asyncio.gather(*(ws.close() for ws in receivers))
