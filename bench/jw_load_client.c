@@ -213,6 +213,18 @@ ctl_read_warm(struct child *ch)
     ch->have_warm = true;
 }
 
+/* Event and snapshot frames share one per-connection sequence (docs/PROTOCOL.md). */
+static void
+check_seq(struct child *ch, struct conn *c, const char *p, size_t n)
+{
+    uint64_t seq;
+    if (!scan_u64(p, n, "\"seq\":", &seq))
+        return;
+    if (seq > c->last_seq + 1)
+        ch->r.seq_gaps += seq - c->last_seq - 1;
+    c->last_seq = seq;
+}
+
 static void
 on_message(struct child *ch, struct conn *c, const char *p, size_t n)
 {
@@ -224,16 +236,12 @@ on_message(struct child *ch, struct conn *c, const char *p, size_t n)
     t += 8;
     size_t rest = (size_t)(p + n - t);
     if (rest >= 6 && memcmp(t, "event\"", 6) == 0) {
-        uint64_t now = bench_now_ns(), ts = 0, seq = 0, prog = 0;
+        uint64_t now = bench_now_ns(), ts = 0, prog = 0;
         if (!scan_u64(p, n, "\"ts\":", &ts) || !scan_u64(p, n, "\"progress\":", &prog)) {
             ch->r.bad_frames++;
             return;
         }
-        if (scan_u64(p, n, "\"seq\":", &seq)) {
-            if (seq > c->last_seq + 1)
-                ch->r.seq_gaps += seq - c->last_seq - 1;
-            c->last_seq = seq;
-        }
+        check_seq(ch, c, p, n);
         if (!ch->ready_sent) { /* nothing of ours is published before the barrier */
             ch->r.warm_received++;
             return;
@@ -248,6 +256,8 @@ on_message(struct child *ch, struct conn *c, const char *p, size_t n)
             ch->r.first_recv_ns = now;
         ch->r.last_recv_ns = now;
         ch->hist[bench_hist_index(now > ts ? (now - ts) / 1000 : 0)]++;
+    } else if (rest >= 9 && memcmp(t, "snapshot\"", 9) == 0) {
+        check_seq(ch, c, p, n);
     } else if (rest >= 4 && memcmp(t, "ack\"", 4) == 0) {
         if (c->state == C_OPEN) {
             c->state = C_READY;

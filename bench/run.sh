@@ -4,7 +4,9 @@
 #   bench/run.sh [path/to/jobwire]        (default: build/jobwire)
 #   BENCH_BIN=dir    where jw-load / jw-ceiling are (default: <jobwire dir>/bench)
 #   CASES="..."      subset of: jobs1k jobs10k bcast10k idle10k idle19k ceiling (default: all)
-#   BCAST_RATE=N     events/s for the 10,000-client broadcast case (default 10)
+#   BCAST_RATE=N     events/s for the 10,000-client broadcast cases (default 10)
+#   BCAST_DURATION=S, BCAST_DRAIN=S   their measured publishing and drain (default 20, 5);
+#                    e.g. BCAST_RATE=20 BCAST_DURATION=10 BCAST_DRAIN=30 for saturation
 #
 # It starts its own redis-server and jobwire on free loopback ports with a temporary config
 # (dev_auth yes, log_level warn), raises `ulimit -n` to the hard limit, runs each case with
@@ -18,6 +20,8 @@ LOAD=$BENCH_BIN/jw-load
 CEIL=$BENCH_BIN/jw-ceiling
 CASES=${CASES:-"jobs1k jobs10k bcast10k idle10k idle19k ceiling"}
 BCAST_RATE=${BCAST_RATE:-10}
+BCAST_DURATION=${BCAST_DURATION:-20}
+BCAST_DRAIN=${BCAST_DRAIN:-5}
 PROCS=${PROCS:-2}
 
 for f in "$JOBWIRE" "$LOAD" "$CEIL"; do
@@ -77,6 +81,8 @@ dev_auth yes
 log_level warn
 client_max_subscriptions 256
 client_queue_max_bytes 4194304
+max_connections_per_ip 0
+max_connections_per_user 0
 web_root ""
 EOF
     "$JOBWIRE" --config "$WORK/jobwire.conf" >>"$WORK/jobwire.log" 2>&1 &
@@ -156,8 +162,8 @@ for c in $CASES; do
     bcast10k)
         start_jobwire
         run_load "$WORK/bcast10k.out" --url "ws://127.0.0.1:$JW_PORT/ws" --clients 10000 \
-            --procs "$PROCS" --mode broadcast --rate "$BCAST_RATE" --warmup 2 --duration 20 \
-            --drain 5 --pid "$JW_PID"
+            --procs "$PROCS" --mode broadcast --rate "$BCAST_RATE" --warmup 2 \
+            --duration "$BCAST_DURATION" --drain "$BCAST_DRAIN" --pid "$JW_PID"
         LOAD_ROWS+=("$(row "broadcast, 10k clients" 10000 "one job" "$BCAST_RATE" "$WORK/bcast10k.out" $?)")
         stop_pid "$JW_PID"
         ;;
@@ -178,8 +184,8 @@ for c in $CASES; do
         PIDS+=("$CPID")
         wait_port "$CPORT" 10
         run_load "$WORK/ceiling.out" --url "ws://127.0.0.1:$CPORT/ws" --clients 10000 \
-            --procs "$PROCS" --mode broadcast --rate "$BCAST_RATE" --warmup 2 --duration 20 \
-            --drain 5 --pid "$CPID"
+            --procs "$PROCS" --mode broadcast --rate "$BCAST_RATE" --warmup 2 \
+            --duration "$BCAST_DURATION" --drain "$BCAST_DRAIN" --pid "$CPID"
         LOAD_ROWS+=("$(row "broadcast via jw-ceiling" 10000 "one job" "$BCAST_RATE" "$WORK/ceiling.out" $?)")
         stop_pid "$CPID"
         ;;

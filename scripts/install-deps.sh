@@ -6,7 +6,8 @@ set -euo pipefail
 
 PACKAGES=(
     build-essential cmake pkg-config git
-    libwebsockets-dev libhiredis-dev libevent-dev libjansson-dev libjwt-dev libssl-dev
+    libwebsockets-dev libwebsockets-evlib-ev libev-dev
+    libhiredis-dev libevent-dev libjansson-dev libjwt-dev libssl-dev
     libcmocka-dev
     redis-server redis-tools
     python3 python3-websockets python3-redis python3-pytest

@@ -4,11 +4,16 @@
  * and "jobwire.v1" (WebSocket sessions, the vhost default so that clients need not name it). Events
  * from the upstream thread arrive through the inbox; lws_cancel_service() wakes the loop, and the
  * inbox is drained whole on each LWS_CALLBACK_EVENT_WAIT_CANCELLED, in the ws protocol only.
+ *
+ * lws runs on a libev loop that the gateway owns (an lws "foreign loop"): epoll costs
+ * O(ready sockets) per turn where lws' built-in poll() loop costs O(all sockets), and owning
+ * the loop is what lets the gateway stop it (lws installs no signal watcher on a foreign loop).
  */
 #include "jobwire/gateway.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ev.h>
 #include <libwebsockets.h>
 #include <limits.h>
 #include <stdatomic.h>
@@ -35,12 +40,19 @@ enum { MOUNT_HEALTHZ = 0, MOUNT_READYZ, MOUNT_METRICS, MOUNT_EVENTS, MOUNT_WEB, 
 
 #define WS_PATH "/ws"
 #define SSE_PATH "/events"
+/* lws' receive buffer, allocated for the life of every WebSocket connection. Client messages
+ * are small; a longer one (up to client_max_message_bytes) reaches jw_session_receive in
+ * pieces, which it reassembles. 256 is also the least client_max_message_bytes allowed. */
+#define WS_RX_BUFFER_BYTES 256
 
 enum { JW_STOP_DRAIN = 1, JW_STOP_FAST = 2 };
 
 struct jw_gateway {
     const struct jw_config *cfg;
     struct lws_context *ctx;
+    struct ev_loop *loop;   /* lws' event loop; runs only inside jw_gateway_run */
+    void *foreign_loops[1]; /* {loop}, read by lws_create_context */
+    ev_timer timer_kick;    /* see on_timer_kick */
     struct jw_inbox *inbox;
     struct jw_session_env env;
     struct jw_auth *auth;
@@ -52,7 +64,7 @@ struct jw_gateway {
     uint64_t drain_started_ms, drain_window_ms;
     size_t drain_total, drain_told;
     uint64_t rng; /* jitter of the reconnect delays */
-    uint8_t draining, drain_done;
+    uint8_t draining;
     _Atomic int link_state;
     /* lws keeps pointers to these for the life of the context */
     struct lws_protocols protocols[PROTO_COUNT + 1];
@@ -346,6 +358,8 @@ bound_deflate(const struct jw_config *cfg, struct lws *wsi)
     lws_set_extension_option(wsi, "permessage-deflate", "server_max_window_bits", bits);
 }
 
+static void begin_drain(struct jw_gateway *gw, int fast); /* see "shutdown" below */
+
 static int
 on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
@@ -355,8 +369,13 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         /* Delivered once per protocol: drain in exactly one of them. */
         gw = gateway_of(wsi);
         /* lws may copy the protocol table per vhost, so compare names, not addresses */
-        if (strcmp(lws_get_protocol(wsi)->name, gw->protocols[PROTO_WS].name) == 0)
+        if (strcmp(lws_get_protocol(wsi)->name, gw->protocols[PROTO_WS].name) == 0) {
             drain_inbox(gw);
+            /* jw_gateway_request_stop wakes the loop: the drain starts here, in the loop */
+            int stop = atomic_load(&gw->stop_requested);
+            if (stop && !gw->draining)
+                begin_drain(gw, stop == JW_STOP_FAST);
+        }
         return 0; /* non-zero would close lws' wake pipe */
 
     case LWS_CALLBACK_HTTP:
@@ -458,6 +477,13 @@ jw_gateway_new(const struct jw_config *cfg)
     jw_session_env_init(&gw->env, cfg, gw->auth, gw->instance);
     gw->inbox = jw_inbox_new(cfg->inbox_max_events);
     atomic_store(&gw->link_state, JW_LINK_IDLE);
+    gw->loop = ev_loop_new(EVFLAG_AUTO);
+    if (!gw->loop) {
+        jw_error("gateway", "cannot create the event loop");
+        jw_gateway_free(gw);
+        return NULL;
+    }
+    gw->foreign_loops[0] = gw->loop;
 
     if (cfg->web_root[0] && !realpath(cfg->web_root, gw->web_root)) {
         jw_warn("gateway", "web_root %s not found: static files disabled", cfg->web_root);
@@ -471,7 +497,7 @@ jw_gateway_new(const struct jw_config *cfg)
         (struct lws_protocols){.name = "jobwire.v1",
                                .callback = on_lws_event,
                                .per_session_data_size = sizeof(struct jw_session),
-                               .rx_buffer_size = cfg->client_max_message_bytes};
+                               .rx_buffer_size = WS_RX_BUFFER_BYTES};
     /* A client that names no sub-protocol is bound to the vhost default. */
     gw->pvo_default = (struct lws_protocol_vhost_options){.name = "default", .value = "1"};
     gw->pvo = (struct lws_protocol_vhost_options){
@@ -487,7 +513,8 @@ jw_gateway_new(const struct jw_config *cfg)
     info.port = cfg->listen_port;
     if (inet_pton(AF_INET, iface, &v4) == 1)
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6; /* else lws binds every v6 address */
-    info.options |= LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.options |= LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_LIBEV;
+    info.foreign_loops = gw->foreign_loops;
     info.protocols = gw->protocols;
     info.mounts = gw->mounts;
     info.pvo = &gw->pvo;
@@ -556,8 +583,7 @@ on_drain_tick(lws_sorted_usec_list_t *sul)
         gw->drain_told++;
     }
     if (!gw->env.all || elapsed >= gw->drain_window_ms) {
-        gw->drain_done = 1;
-        lws_cancel_service(gw->ctx); /* else poll() sleeps on until the next timer */
+        ev_break(gw->loop, EVBREAK_ALL); /* jw_gateway_run returns */
         return;
     }
     lws_sul_schedule(gw->ctx, 0, &gw->drain_tick, on_drain_tick, 10 * LWS_US_PER_MS);
@@ -581,22 +607,29 @@ begin_drain(struct jw_gateway *gw, int fast)
     on_drain_tick(&gw->drain_tick);
 }
 
+/* lws 4.1.6's libev plugin arms its one ev_timer only when idle after I/O, and re-arming it
+ * while it is active does nothing: an lws timer (lws_sul_schedule, lws_set_timer_usecs) due
+ * sooner than the armed one waits for it, or for unrelated I/O. A wake-up every
+ * TIMER_KICK_S bounds that lateness: any wake-up makes lws run its due timers. */
+#define TIMER_KICK_S 0.01
+
+static void
+on_timer_kick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop, (void)revents;
+    lws_cancel_service(lws_container_of(w, struct jw_gateway, timer_kick)->ctx);
+}
+
 int
 jw_gateway_run(struct jw_gateway *gw)
 {
-    int rc = 0;
-    while (!gw->drain_done) {
-        int stop = atomic_load(&gw->stop_requested);
-        if (stop && !gw->draining)
-            begin_drain(gw, stop == JW_STOP_FAST);
-        if (lws_service(gw->ctx, 0) < 0) {
-            rc = -1;
-            break;
-        }
-    }
+    ev_timer_init(&gw->timer_kick, on_timer_kick, TIMER_KICK_S, TIMER_KICK_S);
+    ev_timer_start(gw->loop, &gw->timer_kick);
+    ev_run(gw->loop, 0); /* until the drain ends: ev_break in on_drain_tick */
+    ev_timer_stop(gw->loop, &gw->timer_kick);
     lws_sul_cancel(&gw->drain_tick);
     jw_live_stop(gw->live);
-    return rc;
+    return 0;
 }
 
 void
@@ -619,6 +652,8 @@ jw_gateway_free(struct jw_gateway *gw)
         return;
     if (gw->ctx)
         lws_context_destroy(gw->ctx); /* closes what is left; sessions leave the hub */
+    if (gw->loop)
+        ev_loop_destroy(gw->loop); /* after lws, which stops its watchers on destroy */
     jw_inbox_free(gw->inbox, dispose_msg);
     jw_live_free(gw->live);
     jw_session_env_destroy(&gw->env);

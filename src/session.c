@@ -384,11 +384,12 @@ jw_session_writeable(struct jw_session *s)
                          (unsigned char *)s->close_reason, strlen(s->close_reason));
         return -1;
     }
-    /* Several frames per turn, until the kernel pushes back (lws then holds the remainder). */
-    struct jw_frame *f;
+    /* Several frames per turn, until the kernel pushes back (lws then holds the remainder).
+     * lws_send_pipe_choked costs a poll() syscall: ask only when another frame waits. */
+    struct jw_frame *f = jw_outq_peek(&s->outq);
     size_t written = 0;
     uint64_t now_ns = jw_monotonic_ns();
-    while ((f = jw_outq_peek(&s->outq))) {
+    while (f) {
         size_t len = f->stamped ? jw_frame_stamp(f, ++s->seq) : f->len;
         if (lws_write(s->wsi, jw_frame_text(f), len, LWS_WRITE_TEXT) < (int)len) {
             jw_info(MOD, "c%08x: write failed", s->id);
@@ -398,7 +399,8 @@ jw_session_writeable(struct jw_session *s)
             jw_metrics_observe_delivery_latency(now_ns - f->origin_ns);
         written += jw_frame_cost(f);
         jw_outq_pop(&s->outq);
-        if (lws_send_pipe_choked(s->wsi))
+        f = jw_outq_peek(&s->outq);
+        if (f && lws_send_pipe_choked(s->wsi))
             break;
     }
     jw_metric_add(JW_M_QUEUE_BYTES, -(int64_t)written);

@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pytest
+import redis
 
 from conftest import WAIT, Jobwire, RedisServer, async_test, wait_for
 from redis_topologies import Cluster, Sentinels, make_pki, tls_server
@@ -202,8 +203,16 @@ async def test_sentinel_discovery_and_forced_failover(tmp_path):
                       reconnect_max_ms=1000)
         ops = await expect_flow(jw, lambda ch, p: st.master.client().publish(ch, p))
         assert f"on redis 127.0.0.1:{st.master.port}" in jw.read_log()
-        with st.sentinels[0].client() as c:
-            c.execute_command("SENTINEL", "FAILOVER", st.name)
+        def failover():
+            # A sentinel refuses (NOGOODSLAVE) until it has read the replica's INFO itself.
+            with st.sentinels[0].client() as c:
+                try:
+                    return c.execute_command("SENTINEL", "FAILOVER", st.name)
+                except redis.exceptions.ResponseError as e:
+                    if "NOGOODSLAVE" not in str(e):
+                        raise
+                    return False
+        wait_for(failover, timeout=15, interval=0.2, what="sentinel accepts the failover")
         wait_for(lambda: st.master_addr()[1] == st.replica.port, timeout=15,
                  what="the sentinels name the replica as master")
         wait_for(lambda: f"on redis 127.0.0.1:{st.replica.port}" in jw.read_log(), timeout=15,

@@ -302,6 +302,7 @@ def test_sigterm_drain_ends_streams_with_goaway(jw):
     for s in streams:
         s.expect("welcome"), s.expect("ack"), s.expect("snapshot")
     jw.proc.send_signal(signal.SIGTERM)
+    jw.wait_status("/readyz", 503)  # the signal has been handled: the drain is on
     refused = SseStream(jw.port, query(user="late", jobs="j1"))
     assert refused.status == 503 and "draining" in refused.body
     for s in streams:
