@@ -23,7 +23,8 @@ RUN scripts/build.sh -- -DJW_BENCH=OFF -DJW_TESTS=OFF \
 FROM debian:12-slim
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libwebsockets17 libhiredis0.14 libevent-2.1-7 libevent-openssl-2.1-7 \
+        libwebsockets17 libwebsockets-evlib-ev libev4 libhiredis0.14 libevent-2.1-7 \
+        libevent-openssl-2.1-7 \
         libevent-pthreads-2.1-7 libjansson4 libjwt0 libssl3 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 jobwire \
