@@ -220,6 +220,29 @@ send_refusal(struct lws *wsi, struct http_reply *reply, unsigned status, const c
     return send_reply(wsi, reply, status, "text/plain; charset=utf-8", body);
 }
 
+/* Counts a handshake refused with an HTTP status, by its reason. */
+static void
+count_refusal(unsigned status)
+{
+    switch (status) {
+    case HTTP_STATUS_BAD_REQUEST:
+        jw_metric_add(JW_M_REJECTED_BAD_REQUEST, 1);
+        break;
+    case HTTP_STATUS_FORBIDDEN:
+        jw_metric_add(JW_M_REJECTED_FORBIDDEN, 1);
+        break;
+    case 429:
+        jw_metric_add(JW_M_REJECTED_TOO_MANY, 1);
+        break;
+    case HTTP_STATUS_SERVICE_UNAVAILABLE:
+        jw_metric_add(JW_M_REJECTED_DRAINING, 1);
+        break;
+    default:
+        jw_metric_add(JW_M_REJECTED_UNAUTHENTICATED, 1);
+        break;
+    }
+}
+
 /* GET /events: admission exactly as for a WebSocket upgrade (plus the subscription the query
  * names), then a session on the heap whose frames go out as SSE events (session_sse.c). */
 static int
@@ -236,11 +259,8 @@ on_sse(struct lws *wsi, struct http_pss *pss)
     }
     if (!status)
         status = jw_session_sse_query(&gw->env, wsi, &subscribe, &flags, why_buf, sizeof(why_buf));
-    if (!status) {
+    if (!status)
         status = jw_session_admit(&gw->env, wsi, flags, &why);
-        if (status)
-            jw_metric_add(JW_M_CONNECTIONS_REJECTED_AUTH, 1);
-    }
     struct jw_session *s = NULL;
     if (!status) {
         s = jw_calloc(1, sizeof(*s));
@@ -248,13 +268,13 @@ on_sse(struct lws *wsi, struct http_pss *pss)
         if (rc < 0) {
             free(s);
             s = NULL;
-            jw_metric_add(JW_M_CONNECTIONS_REJECTED_AUTH, 1);
             status = rc == -EUSERS ? 429 : HTTP_STATUS_UNAUTHORIZED;
             why = rc == -EUSERS ? "too many connections from this address" : "token expired";
         }
     }
     if (status) {
         free(subscribe);
+        count_refusal(status);
         jw_info("gateway", "refused SSE request (%u): %s", status, why);
         return send_refusal(wsi, &pss->reply, status, why);
     }
@@ -333,13 +353,12 @@ on_confirm_upgrade(struct lws *wsi)
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "WebSocket endpoint is " WS_PATH);
         return 1;
     }
-    if (gw->draining) {
-        lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "draining");
-        return 1;
-    }
-    unsigned status = jw_session_admit(&gw->env, wsi, 0, &why);
+    unsigned status =
+        gw->draining ? HTTP_STATUS_SERVICE_UNAVAILABLE : jw_session_admit(&gw->env, wsi, 0, &why);
     if (status) {
-        jw_metric_add(JW_M_CONNECTIONS_REJECTED_AUTH, 1);
+        if (gw->draining)
+            why = "draining";
+        count_refusal(status);
         jw_info("gateway", "refused WebSocket upgrade (%u): %s", status, why);
         lws_return_http_status(wsi, status, why);
         return 1;

@@ -35,8 +35,16 @@
       "Open client connections")                                                                   \
     X(CONNECTIONS_ACCEPTED, counter, "jobwire_connections_accepted_total", "",                     \
       "Client connections accepted")                                                               \
-    X(CONNECTIONS_REJECTED_AUTH, counter, "jobwire_connections_rejected_total",                    \
-      "reason=\"unauthenticated\"", "Client connections refused at the handshake")                 \
+    X(REJECTED_UNAUTHENTICATED, counter, "jobwire_connections_rejected_total",                     \
+      "reason=\"unauthenticated\"", "Client connections refused at the handshake (401)")           \
+    X(REJECTED_FORBIDDEN, counter, "jobwire_connections_rejected_total", "reason=\"forbidden\"",   \
+      "Client connections refused at the handshake (403)")                                         \
+    X(REJECTED_TOO_MANY, counter, "jobwire_connections_rejected_total", "reason=\"too_many\"",     \
+      "Client connections refused at the handshake (429)")                                         \
+    X(REJECTED_DRAINING, counter, "jobwire_connections_rejected_total", "reason=\"draining\"",     \
+      "Client connections refused at the handshake (503)")                                         \
+    X(REJECTED_BAD_REQUEST, counter, "jobwire_connections_rejected_total",                         \
+      "reason=\"bad_request\"", "Client connections refused at the handshake (400)")               \
     X(AUTH_FAILURES_MISSING_TOKEN, counter, "jobwire_auth_failures_total",                         \
       "reason=\"missing_token\"", "Authentication failures by reason")                             \
     X(AUTH_FAILURES_BAD_TOKEN, counter, "jobwire_auth_failures_total", "reason=\"bad_token\"",     \

@@ -55,6 +55,7 @@ async def test_sigterm_drains_over_the_window(jw):
     # are still served.
     jw.wait_status("/readyz", 503)
     await expect_refused(ws_url(jw.port, "late"), (503,))
+    assert jw.metric("jobwire_connections_rejected_total", reason="draining") >= 1
     results = await asyncio.gather(*(read_until_closed(c) for c in clients))
     for goaway, code, _ in results:
         assert code == 1001
