@@ -196,6 +196,7 @@ async def test_cluster_failover_of_subscribed_node(tmp_path):
 @async_test
 async def test_sentinel_discovery_and_forced_failover(tmp_path):
     st = Sentinels(tmp_path).start()
+    jw = None
     try:
         jw = start_jw(tmp_path, st.master,
                       redis_sentinels=",".join(f"127.0.0.1:{s.port}" for s in st.sentinels),
@@ -222,6 +223,7 @@ async def test_sentinel_discovery_and_forced_failover(tmp_path):
         with new.client() as c:
             names = c.execute_command("CLIENT", "LIST").decode()
         assert "cmd=psubscribe" in names or "psub=1" in names, names
-        jw.stop()
     finally:
+        if jw is not None:
+            jw.stop()
         st.stop()
