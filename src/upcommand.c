@@ -94,12 +94,7 @@ fifo_pop(struct jw_cmdconn *c)
 static void
 fifo_push(struct jw_cmdconn *c, struct jw_redis_request *req)
 {
-    req->_next = NULL;
-    if (c->fifo_tail)
-        c->fifo_tail->_next = req;
-    else
-        c->fifo_head = req;
-    c->fifo_tail = req;
+    jw_req_append(&c->fifo_head, &c->fifo_tail, req);
     c->inflight++;
     c->up->inflight++;
 }
@@ -459,12 +454,7 @@ is_multi(const struct jw_redis_request *req)
 static void
 hold_push(struct jw_upstream *up, struct jw_redis_request *req)
 {
-    req->_next = NULL;
-    if (up->hold_tail)
-        up->hold_tail->_next = req;
-    else
-        up->hold_head = req;
-    up->hold_tail = req;
+    jw_req_append(&up->hold_head, &up->hold_tail, req);
     struct timeval tv = {(time_t)(up->cfg->redis_read_timeout_ms / 1000),
                          (suseconds_t)(up->cfg->redis_read_timeout_ms % 1000) * 1000};
     if (!evtimer_pending(up->hold_ev, NULL))

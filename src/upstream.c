@@ -308,14 +308,10 @@ jw_upstream_submit(struct jw_upstream *up, struct jw_redis_request *req)
         jw_upcmd_finish_list(up, one, -ECANCELED); /* on this thread, as upstream.h says */
         return;
     }
-    if (up->q_tail) {
-        up->q_tail->_next = req; /* an earlier submit already woke the loop */
-    } else {
-        up->q_head = req;
-        /* Under mu, so on_stop (which takes mu) cannot run between the append and the wake. */
+    /* Only the first of a batch wakes the loop; under mu, so on_stop (which takes mu) cannot run
+     * between the append and the wake. */
+    if (jw_req_append(&up->q_head, &up->q_tail, req))
         event_active(up->submit_ev, EV_READ, 0);
-    }
-    up->q_tail = req;
     pthread_mutex_unlock(&up->mu);
 }
 

@@ -12,6 +12,7 @@
 #include <event2/util.h>
 
 #include "jobwire/event.h"
+#include "jobwire/rediscmd.h"
 #include "jobwire/redislink.h"
 #include "jobwire/redistopo.h"
 #include "jobwire/upstream.h"
@@ -78,5 +79,21 @@ void jw_upcmd_finish_list(struct jw_upstream *up, struct jw_redis_request *head,
 void jw_upcmd_topology_changed(struct jw_upstream *up);
 /* Sentinel: the master moved; every command connection reconnects (and rediscovers). */
 void jw_upcmd_kick(struct jw_upstream *up, const char *reason, const char *detail);
+
+/* Appends `req` to the singly linked request list head..tail (through _next); returns 1 when
+ * the list was empty before. */
+static inline int
+jw_req_append(struct jw_redis_request **head, struct jw_redis_request **tail,
+              struct jw_redis_request *req)
+{
+    int was_empty = *tail == NULL;
+    req->_next = NULL;
+    if (was_empty)
+        *head = req;
+    else
+        (*tail)->_next = req;
+    *tail = req;
+    return was_empty;
+}
 
 #endif
