@@ -217,25 +217,27 @@ class WsClient:
         self._ids += 1
         return f"r{self._ids}"
 
-    async def reply(self, rid=None, timeout=WAIT):
-        """The next message that is not an event or snapshot; with rid, it must answer that
-        request id. Events and snapshots that come first are kept for expect_*()."""
+    # Where messages of these types are set aside while waiting for something else.
+    _KEPT = {"event": "events", "snapshot": "snapshots", "status": "statuses"}
+
+    async def _next_kept(self, keep, timeout):
+        """The next message whose type is not in `keep`; messages of the kept types that come
+        first are set aside (in events, snapshots, statuses) for expect_*()."""
         deadline = time.monotonic() + timeout
         while True:
             msg = await self.recv_json(max(0.01, deadline - time.monotonic()))
-            if msg["type"] == "event":
-                self.events.append(msg)
-                continue
-            if msg["type"] == "snapshot":
-                self.snapshots.append(msg)
-                continue
-            if msg["type"] == "status":
-                self.statuses.append(msg)
-                continue
-            if rid is not None:
-                assert msg.get("id") == str(rid), \
-                    f"{self.name}: expected the reply to request {rid!r}, got {msg}"
-            return msg
+            if msg["type"] not in keep:
+                return msg
+            getattr(self, self._KEPT[msg["type"]]).append(msg)
+
+    async def reply(self, rid=None, timeout=WAIT):
+        """The next message that is not an event, snapshot or status; with rid, it must answer
+        that request id."""
+        msg = await self._next_kept(("event", "snapshot", "status"), timeout)
+        if rid is not None:
+            assert msg.get("id") == str(rid), \
+                f"{self.name}: expected the reply to request {rid!r}, got {msg}"
+        return msg
 
     async def request(self, msg, timeout=WAIT):
         msg = dict(msg)
@@ -271,46 +273,29 @@ class WsClient:
         return r
 
     async def expect_event(self, timeout=WAIT):
-        """The next event; snapshots on the way are kept for expect_snapshot()."""
+        """The next event; snapshots and statuses on the way are kept."""
         if self.events:
             return self.events.popleft()
-        deadline = time.monotonic() + timeout
-        while True:
-            msg = await self.recv_json(max(0.01, deadline - time.monotonic()))
-            if msg["type"] == "snapshot":
-                self.snapshots.append(msg)
-                continue
-            if msg["type"] == "status":
-                self.statuses.append(msg)
-                continue
-            assert msg["type"] == "event", f"{self.name}: expected an event, got {msg}"
-            return msg
+        msg = await self._next_kept(("snapshot", "status"), timeout)
+        assert msg["type"] == "event", f"{self.name}: expected an event, got {msg}"
+        return msg
 
     async def expect_snapshot(self, timeout=WAIT):
         """The next snapshot; no event may come before it."""
         if self.snapshots:
             return self.snapshots.popleft()
         assert not self.events, f"{self.name}: event {self.events[0]} before the snapshot"
-        deadline = time.monotonic() + timeout
-        while True:
-            msg = await self.recv_json(max(0.01, deadline - time.monotonic()))
-            if msg["type"] == "status":
-                self.statuses.append(msg)
-                continue
-            assert msg["type"] == "snapshot", f"{self.name}: expected a snapshot, got {msg}"
-            return msg
+        msg = await self._next_kept(("status",), timeout)
+        assert msg["type"] == "snapshot", f"{self.name}: expected a snapshot, got {msg}"
+        return msg
 
     async def expect_status(self, live, timeout=WAIT):
         """The next pause/resume notice, which must say `live`."""
         deadline = time.monotonic() + timeout
         while not self.statuses:
-            msg = await self.recv_json(max(0.01, deadline - time.monotonic()))
-            if msg["type"] == "status":
-                self.statuses.append(msg)
-            elif msg["type"] == "snapshot":
-                self.snapshots.append(msg)
-            else:
-                self.events.append(msg)
+            msg = await self._next_kept(("event", "snapshot"),
+                                        max(0.01, deadline - time.monotonic()))
+            (self.statuses if msg["type"] == "status" else self.events).append(msg)
         msg = self.statuses.popleft()
         assert msg["live"] is live, f"{self.name}: expected live={live}, got {msg}"
         return msg
