@@ -94,6 +94,18 @@ def tail(path, lines=60):
 # redis-server
 
 
+def terminate(proc):
+    """SIGTERM, then SIGKILL if the process is still there after WAIT; None or exited is fine."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=WAIT)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=WAIT)
+
+
 class RedisServer:
     def __init__(self, workdir, port=None, password=None):
         self.dir = os.path.join(str(workdir), "redis")
@@ -128,14 +140,7 @@ class RedisServer:
         self.proc.wait(timeout=WAIT)
 
     def stop(self):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=WAIT)
-        except subprocess.TimeoutExpired:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=WAIT)
+        terminate(self.proc)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import subprocess
 
 import redis
 
-from conftest import WAIT, free_port, tail, wait_for
+from conftest import WAIT, free_port, tail, terminate, wait_for
 
 REDIS_SERVER = os.environ.get("REDIS_SERVER", "redis-server")
 
@@ -77,14 +77,7 @@ class Proc:
             self.proc.wait(timeout=WAIT)
 
     def stop(self):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=WAIT)
-        except subprocess.TimeoutExpired:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=WAIT)
+        terminate(self.proc)
 
 
 BASE = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"]
