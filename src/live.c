@@ -268,6 +268,8 @@ jw_live_take_event(struct jw_live *live, struct jw_event *ev)
         jw_event_free(ev);
         return 1;
     }
+    if (!jw_dict_size(live->fetches))
+        return 0; /* no resync under way: the common case, without hashing the job id */
     struct fetch *f = jw_dict_get(live->fetches, ev->job_id);
     if (!f || !f->marker_seen)
         return 0; /* before the marker: older than the snapshot, routed now */
