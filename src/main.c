@@ -15,7 +15,7 @@
 #include "jobwire/config.h"
 #include "jobwire/gateway.h"
 #include "jobwire/log.h"
-#include "jobwire/upstream.h"
+#include "jobwire/redis.h"
 
 static struct jw_gateway *running_gateway;
 

@@ -9,8 +9,8 @@
 
 #include "jobwire/config.h"
 #include "jobwire/event.h"
-#include "jobwire/rediscmd.h"
-#include "jobwire/upstream.h"
+#include "../../src/redis/request.h"
+#include "jobwire/redis.h"
 
 struct jw_gateway;
 

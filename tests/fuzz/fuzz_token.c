@@ -13,7 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include "jobwire/auth.h"
+#include "../../src/gateway/auth.h"
 #include "jobwire/config.h"
 
 #define FUZZ_SECRET "jobwire-fuzz-secret-0123456789abcdef"

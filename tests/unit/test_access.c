@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "jobwire/access.h"
+#include "../../src/gateway/access.h"
 
 static void
 test_cidr(void **state)

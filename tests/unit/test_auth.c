@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "jobwire/auth.h"
+#include "../../src/gateway/auth.h"
 #include "jobwire/config.h"
 
 #define SECRET "0123456789abcdef0123456789abcdef-test-secret"

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "jobwire/backoff.h"
+#include "../../src/redis/backoff.h"
 
 static void
 test_ceiling_grows_and_caps(void **state)

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jobwire/hub.h"
+#include "../../src/gateway/hub.h"
 
 #define MAX_GOT 16
 

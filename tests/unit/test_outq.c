@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "jobwire/buf.h"
-#include "jobwire/outq.h"
+#include "../../src/gateway/outq.h"
 
 static unsigned conflations;
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jobwire/protocol.h"
+#include "../../src/gateway/protocol.h"
 
 static int
 parse(const char *text, struct jw_cmd *cmd, struct jw_cmd_error *err)

@@ -20,9 +20,9 @@
 #include <hiredis/hiredis.h>
 
 #include "jobwire/config.h"
-#include "jobwire/rediscmd.h"
-#include "jobwire/redistopo.h"
-#include "jobwire/upstream.h"
+#include "../../src/redis/request.h"
+#include "../../src/redis/topology.h"
+#include "jobwire/redis.h"
 
 static void
 test_keyslot(void **state)

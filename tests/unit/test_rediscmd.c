@@ -31,8 +31,8 @@
 #include "jobwire/alloc.h"
 #include "jobwire/config.h"
 #include "jobwire/metrics.h"
-#include "jobwire/rediscmd.h"
-#include "jobwire/upstream.h"
+#include "../../src/redis/request.h"
+#include "jobwire/redis.h"
 
 #include "redis_harness.h"
 

@@ -30,7 +30,7 @@
 #include "jobwire/config.h"
 #include "jobwire/event.h"
 #include "jobwire/metrics.h"
-#include "jobwire/upstream.h"
+#include "jobwire/redis.h"
 
 #include "redis_harness.h"
 

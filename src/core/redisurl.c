@@ -2,7 +2,7 @@
  * redis:// and rediss:// URLs: parsing into host, port, credentials and TLS, and masking of the
  * password for logs and --check-config (see redisurl.h).
  */
-#include "jobwire/redisurl.h"
+#include "redisurl.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

@@ -15,7 +15,7 @@
 
 #include "jobwire/config.h"
 #include "jobwire/event.h"
-#include "jobwire/rediscmd.h"
+#include "request.h"
 
 struct jw_upstream;
 

@@ -12,10 +12,10 @@
 #include <event2/util.h>
 
 #include "jobwire/event.h"
-#include "jobwire/rediscmd.h"
-#include "jobwire/redislink.h"
-#include "jobwire/redistopo.h"
-#include "jobwire/upstream.h"
+#include "request.h"
+#include "link.h"
+#include "topology.h"
+#include "jobwire/redis.h"
 
 struct event;
 struct event_base;

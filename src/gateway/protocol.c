@@ -3,7 +3,7 @@
  * (docs/PROTOCOL.md). Input is untrusted: every field is type- and bounds-checked, and error
  * messages quote no client bytes beyond the request id.
  */
-#include "jobwire/protocol.h"
+#include "protocol.h"
 
 #include <jansson.h>
 #include <stdarg.h>

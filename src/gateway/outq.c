@@ -2,7 +2,7 @@
  * A client's bounded, conflating outbound ring of frame references (see outq.h). The ring starts
  * empty and unallocated, so an idle connection costs no queue memory.
  */
-#include "jobwire/outq.h"
+#include "outq.h"
 
 #include <errno.h>
 #include <stdlib.h>

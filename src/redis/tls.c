@@ -7,7 +7,7 @@
  * killed server gives "unexpected eof while reading". Both surface as BEV_EVENT_ERROR on the
  * bufferevent; the link treats them as a disconnect and logs what OpenSSL queued.
  */
-#include "jobwire/redistls.h"
+#include "tls.h"
 
 #include <stdbool.h>
 #include <stdio.h>

@@ -6,7 +6,7 @@
  * the old address may still accept connections (a demoted master, a restarted pod), so only
  * a fresh answer from a sentinel or from a node of the cluster is trusted.
  */
-#include "jobwire/redistopo.h"
+#include "topology.h"
 
 #include <errno.h>
 #include <stdio.h>

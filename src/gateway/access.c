@@ -1,7 +1,7 @@
 /*
  * Client admission rules (see access.h).
  */
-#include "jobwire/access.h"
+#include "access.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

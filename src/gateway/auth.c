@@ -18,7 +18,7 @@
  * Keys are loaded once by jw_auth_new(); public keys are parsed with OpenSSL, checked (RSA >= 2048
  * bits, EC on P-256 only) and handed to libjwt re-encoded as SubjectPublicKeyInfo PEM.
  */
-#include "jobwire/auth.h"
+#include "auth.h"
 
 #include <errno.h>
 #include <limits.h>

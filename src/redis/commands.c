@@ -28,8 +28,8 @@
 #include "jobwire/alloc.h"
 #include "jobwire/log.h"
 #include "jobwire/metrics.h"
-#include "jobwire/rediscmd.h"
-#include "jobwire/upstream_int.h"
+#include "request.h"
+#include "upstream_private.h"
 
 #define MOD "upstream"
 

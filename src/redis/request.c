@@ -3,7 +3,7 @@
  * RESP-encoded, so the upstream thread only writes bytes; it comes back through the gateway's
  * inbox (msg.type JW_MSG_REDIS_REPLY) with a status and, on success, the parsed reply.
  */
-#include "jobwire/rediscmd.h"
+#include "request.h"
 
 #include <stdlib.h>
 

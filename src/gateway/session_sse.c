@@ -28,7 +28,7 @@
 #include "jobwire/alloc.h"
 #include "jobwire/log.h"
 #include "jobwire/metrics.h"
-#include "jobwire/session_internal.h"
+#include "session_private.h"
 
 #define MOD JW_SESSION_MOD
 #define SSE_BATCH 16384     /* bytes put together for one lws_write(), at least one frame */

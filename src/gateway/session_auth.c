@@ -15,9 +15,9 @@
 #include "jobwire/alloc.h"
 #include "jobwire/log.h"
 #include "jobwire/metrics.h"
-#include "jobwire/rediscmd.h"
-#include "jobwire/session_internal.h"
-#include "jobwire/upstream.h"
+#include "../redis/request.h"
+#include "session_private.h"
+#include "jobwire/redis.h"
 
 #define MOD JW_SESSION_MOD
 

@@ -5,7 +5,7 @@
  * drawn uniformly from [0, ceiling] with splitmix64, a tiny PRNG whose whole state is one
  * uint64_t seeded by the caller: equal seeds give equal sequences, which the tests rely on.
  */
-#include "jobwire/backoff.h"
+#include "backoff.h"
 
 void
 jw_backoff_init(struct jw_backoff *b, uint32_t initial_ms, uint32_t max_ms, double multiplier,

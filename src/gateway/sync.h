@@ -15,8 +15,8 @@
 #define JOBWIRE_LIVE_H
 
 #include "jobwire/event.h"
-#include "jobwire/session.h"
-#include "jobwire/upstream.h"
+#include "session.h"
+#include "jobwire/redis.h"
 
 struct lws_context;
 struct jw_live;

@@ -25,10 +25,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "jobwire/backoff.h"
+#include "backoff.h"
 #include "jobwire/config.h"
 #include "jobwire/metrics.h"
-#include "jobwire/upstream.h"
+#include "jobwire/redis.h"
 
 struct event;
 struct event_base;

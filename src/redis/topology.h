@@ -28,7 +28,7 @@
 #include <stdint.h>
 
 #include "jobwire/config.h"
-#include "jobwire/redislink.h"
+#include "link.h"
 
 #define JW_TOPO_MAX_NODES 64
 #define JW_CLUSTER_SLOTS 16384

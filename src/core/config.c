@@ -14,8 +14,8 @@
  */
 #include "jobwire/config.h"
 
-#include "jobwire/access.h"
-#include "jobwire/redisurl.h"
+#include "../gateway/access.h"
+#include "redisurl.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

@@ -24,16 +24,16 @@
 #include <unistd.h>
 
 #include "jobwire/alloc.h"
-#include "jobwire/auth.h"
-#include "jobwire/backoff.h"
+#include "auth.h"
+#include "../redis/backoff.h"
 #include "jobwire/buf.h"
-#include "jobwire/hub.h"
+#include "hub.h"
 #include "jobwire/inbox.h"
-#include "jobwire/live.h"
+#include "sync.h"
 #include "jobwire/log.h"
 #include "jobwire/metrics.h"
-#include "jobwire/rediscmd.h"
-#include "jobwire/session.h"
+#include "../redis/request.h"
+#include "session.h"
 
 enum { PROTO_HTTP = 0, PROTO_WS, PROTO_COUNT };
 enum { MOUNT_HEALTHZ = 0, MOUNT_READYZ, MOUNT_METRICS, MOUNT_EVENTS, MOUNT_WEB, MOUNT_COUNT };

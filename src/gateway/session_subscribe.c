@@ -18,7 +18,7 @@
 #include "jobwire/alloc.h"
 #include "jobwire/log.h"
 #include "jobwire/metrics.h"
-#include "jobwire/session_internal.h"
+#include "session_private.h"
 
 #define MOD JW_SESSION_MOD
 #define MARKER_GRACE_US (1000 * LWS_US_PER_MS) /* markers normally return within 1 ms */

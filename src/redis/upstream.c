@@ -22,7 +22,7 @@
  * so that is the earliest of all. When it fires, the expired requests come back with
  * -ETIMEDOUT and the connection is failed (the rest come back with -ENOTCONN).
  */
-#include "jobwire/upstream.h"
+#include "jobwire/redis.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -38,10 +38,10 @@
 #include "jobwire/alloc.h"
 #include "jobwire/log.h"
 #include "jobwire/metrics.h"
-#include "jobwire/rediscmd.h"
-#include "jobwire/redislink.h"
-#include "jobwire/redistls.h"
-#include "jobwire/upstream_int.h"
+#include "request.h"
+#include "link.h"
+#include "tls.h"
+#include "upstream_private.h"
 
 #define MOD "upstream"
 /* Room for the RESP framing, the pattern and the channel around a pmessage payload (and for

@@ -19,7 +19,7 @@
  *
  * The process must ignore SIGPIPE (a write to a reset socket would otherwise kill it).
  */
-#include "jobwire/redislink.h"
+#include "link.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -43,7 +43,7 @@
 #include <openssl/ssl.h>
 
 #include "jobwire/log.h"
-#include "jobwire/redistls.h"
+#include "tls.h"
 
 #define MOD "upstream"
 

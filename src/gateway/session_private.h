@@ -9,10 +9,10 @@
 
 #include <libwebsockets.h>
 
-#include "jobwire/auth.h"
-#include "jobwire/protocol.h"
-#include "jobwire/session.h"
-#include "jobwire/snapshot.h"
+#include "auth.h"
+#include "protocol.h"
+#include "session.h"
+#include "../redis/snapshot.h"
 
 #define JW_SESSION_MOD "session"
 

@@ -8,7 +8,7 @@
  * - `_stamp` of a member equals `serial` only while the event of that serial is being routed
  *   and the member already got it.
  */
-#include "jobwire/hub.h"
+#include "hub.h"
 
 #include <errno.h>
 #include <stdlib.h>

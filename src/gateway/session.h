@@ -35,10 +35,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "jobwire/access.h"
+#include "access.h"
 #include "jobwire/config.h"
-#include "jobwire/hub.h"
-#include "jobwire/outq.h"
+#include "hub.h"
+#include "outq.h"
 
 struct lws;
 struct jw_upstream;

@@ -1,7 +1,7 @@
 /*
  * Job snapshots (see snapshot.h): the Redis transaction, its reply, and the snapshot frame.
  */
-#include "jobwire/snapshot.h"
+#include "snapshot.h"
 
 #include <hiredis/hiredis.h>
 #include <jansson.h>
@@ -11,7 +11,7 @@
 
 #include "jobwire/alloc.h"
 #include "jobwire/buf.h"
-#include "jobwire/upstream.h"
+#include "jobwire/redis.h"
 
 char *
 jw_key_expand(const char *template, const char *name, const char *value)

@@ -13,7 +13,7 @@
 #include "jobwire/dict.h"
 #include "jobwire/log.h"
 #include "jobwire/metrics.h"
-#include "jobwire/session_internal.h"
+#include "session_private.h"
 
 #define MOD JW_SESSION_MOD
 #define MAX_HELD 32 /* client messages held while a Redis step runs; more is a flood */

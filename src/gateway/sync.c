@@ -9,7 +9,7 @@
  * - held events are owned by their fetch and routed, in arrival order, right after its
  *   snapshot.
  */
-#include "jobwire/live.h"
+#include "sync.h"
 
 #include <inttypes.h>
 #include <libwebsockets.h>
@@ -21,8 +21,8 @@
 #include "jobwire/dict.h"
 #include "jobwire/log.h"
 #include "jobwire/metrics.h"
-#include "jobwire/rediscmd.h"
-#include "jobwire/snapshot.h"
+#include "../redis/request.h"
+#include "../redis/snapshot.h"
 
 #define MOD "live"
 #define MARKER_GRACE_US (1000 * LWS_US_PER_MS)
