@@ -1,11 +1,13 @@
 /*
- * jobwire: bridges Redis pub/sub job events to WebSocket clients.
+ * jobwire: bridges Redis pub/sub job events to WebSocket and SSE clients.
  *
- * main() loads the configuration, starts the upstream (Redis) thread and runs the gateway
- * (libwebsockets) loop on the main thread until SIGTERM or SIGINT; then it stops the upstream
+ * main() loads the configuration, creates the gateway (the client side, on this thread) and the
+ * upstream (the Redis thread), wires the upstream's hooks into the gateway's inbox, and runs the
+ * gateway's loop until SIGTERM or SIGINT and the drain that follows; then it stops the Redis
  * thread and joins it before the lws context is destroyed (ARCHITECTURE.md).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,32 +19,23 @@
 #include "jobwire/log.h"
 #include "jobwire/redis.h"
 
-static struct jw_gateway *running_gateway;
-
-static void
-on_signal(int sig)
-{
-    if (running_gateway)
-        jw_gateway_request_stop(running_gateway, sig == SIGINT);
-}
-
-static void
+static enum jw_event_flow
 on_upstream_event(void *ctx, struct jw_event *ev)
 {
-    jw_gateway_post_event(ctx, ev);
+    return jw_gateway_post_event(ctx, ev);
 }
 
 static void
-on_upstream_reply(void *ctx, struct jw_redis_request *req)
+on_upstream_op(void *ctx, struct jw_redis_op *op)
 {
-    jw_gateway_post_reply(ctx, req);
+    jw_gateway_post_op(ctx, op);
 }
 
 static void
-on_upstream_state(void *ctx, enum jw_link_state state, const char *reason)
+on_upstream_state(void *ctx, enum jw_link_state subscriber, bool commands_ready, const char *reason)
 {
     (void)reason;
-    jw_gateway_post_link_state(ctx, state);
+    jw_gateway_post_link_state(ctx, subscriber, commands_ready);
 }
 
 static void
@@ -91,31 +84,30 @@ run(const struct jw_config *cfg)
     if (!gw)
         return 1;
     struct jw_upstream_hooks hooks = {.on_event = on_upstream_event,
-                                      .on_reply = on_upstream_reply,
+                                      .on_op = on_upstream_op,
                                       .on_state = on_upstream_state,
                                       .ctx = gw};
     struct jw_upstream *up = jw_upstream_new(cfg, &hooks);
-    jw_gateway_attach_upstream(gw, up);
-    if (jw_upstream_start(up) < 0) {
-        jw_error("main", "cannot start the upstream thread");
+    /* The Redis thread must not take SIGTERM/SIGINT: the gateway's loop watches them. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    signal(SIGPIPE, SIG_IGN);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    int started = jw_gateway_start(gw, up) == 0 ? jw_upstream_start(up) : -1;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (started < 0) {
+        jw_error("main", "cannot start");
         jw_upstream_free(up);
         jw_gateway_free(gw);
         return 1;
     }
 
-    running_gateway = gw;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
     int rc = jw_gateway_run(gw);
     jw_info("main", "shutting down");
     jw_upstream_stop(up); /* joined before the lws context goes away */
     jw_upstream_free(up);
-    running_gateway = NULL;
     jw_gateway_free(gw);
     jw_info("main", "stopped");
     return rc == 0 ? 0 : 1;

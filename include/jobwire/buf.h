@@ -17,7 +17,8 @@ void jw_buf_free(struct jw_buf *b);
 void jw_buf_reserve(struct jw_buf *b, size_t extra);
 void jw_buf_append(struct jw_buf *b, const void *data, size_t len);
 void jw_buf_append_str(struct jw_buf *b, const char *s);
-/* Appends `s` as a quoted JSON string, escaping quotes, backslashes and control bytes. */
+/* Appends `s` as a quoted JSON string, escaping quotes, backslashes and control bytes; bytes
+ * that are not UTF-8 become U+FFFD, so the result is always valid JSON text. */
 void jw_buf_append_json_string(struct jw_buf *b, const char *s, size_t len);
 void jw_buf_append_u64(struct jw_buf *b, unsigned long long v);
 

@@ -22,9 +22,16 @@ struct jw_config {
     /* client side */
     char *listen_address;            /* listen_address, JOBWIRE_LISTEN_ADDRESS; "127.0.0.1" */
     int listen_port;                 /* listen_port, JOBWIRE_LISTEN_PORT; 8080; 1..65535 */
-    char *web_root;                  /* web_root; "web"; "" disables static files */
+    char *web_root;                  /* web_root; "" (off): the dashboard's directory */
+    char *admin_listen_address;      /* ""= listen_address: where admin_port listens */
+    int admin_port;                  /* 0 (off): /healthz, /readyz, /metrics on their own port */
     size_t client_queue_max_bytes;   /* 1048576; 4096..1073741824 */
     int client_queue_max_messages;   /* 4096; 1..1000000 */
+    size_t client_conflate_bytes;    /* 65536: queued bytes past which progress conflates */
+    int client_conflate_after_ms;    /* 1000: or a queue backed up this long; 0 = never */
+    int client_stall_timeout_s;      /* 30: a queue without progress this long: 4008; 0 = off */
+    int resume_window_events;        /* 10000: events kept for resume; 0 = no resume */
+    size_t resume_window_bytes;      /* 16 MiB: their frames' bytes at most */
     size_t client_max_message_bytes; /* inbound message size limit; 4096; 256..1048576 */
     int client_max_subscriptions;    /* job subscriptions per connection; 256; 1..100000 */
     bool dev_auth; /* dev_auth; false. Development only: trust ?user=&admin= on connect */
@@ -49,17 +56,32 @@ struct jw_config {
     char *job_owner_key_template;  /* "ai:job:{jobId}" */
     char *job_owner_field;         /* "userId" */
     char *job_status_key_template; /* "ai:job:status:{jobId}": string state, for snapshots */
-    int probe_interval_ms;         /* 5000; 0 (off) or up to 600000 */
-    int probe_timeout_ms;          /* 15000: an unanswered probe older than this fails /readyz */
-    bool permessage_deflate;       /* no: offer RFC 7692 compression */
-    int deflate_mem_level;         /* 1; 1..9 */
-    int deflate_window_bits;       /* 9; 9..15 */
-    int ws_ping_interval_s;        /* 25; 0..3600: idle time before a WebSocket PING */
-    int ws_pong_timeout_s;         /* 10; 1..3600: silence after it before the hang-up */
-    int sse_heartbeat_s;           /* 15; 0..3600: idle time before an SSE comment line */
-    int drain_window_ms;           /* 10000; 0..600000: SIGTERM drain */
-    int drain_window_sigint_ms;    /* 1000; 0..600000: SIGINT drain */
-    int drain_reconnect_max_ms;    /* 5000; 0..600000: bound of the goaway reconnect delay */
+    size_t max_state_bytes;        /* 262144: a job state larger than this is not sent */
+    int max_state_fields;          /* 1024: fields of a job state hash, at most */
+    bool job_index_write;          /* yes: keep the per-user job index in Redis */
+    char *job_index_user_key;      /* "jobwire:user:{userId}:jobs" (sorted set) */
+    char *job_index_all_key;       /* "jobwire:jobs:recent" (sorted set, every user's jobs) */
+    int job_index_max_age_s;       /* 3600: entries older than this are trimmed */
+    int job_index_max_jobs;        /* 200: entries per index, at most */
+    int job_index_refresh_s;       /* 300: one write per job per replica per this long */
+    int scope_snapshot_max_jobs;   /* 50: snapshots after a scope subscribe; 0 = none */
+    char *user_channel_items[JW_CONFIG_MAX_PATTERNS]; /* user_channels: "prefix=kind" items */
+    size_t user_nchannel_items;
+    /* derived from user_channels by jw_config_finish() */
+    char *user_channel_prefixes[JW_CONFIG_MAX_PATTERNS];
+    char *user_channel_kinds[JW_CONFIG_MAX_PATTERNS];
+    size_t user_nchannels;
+    int probe_interval_ms;      /* 5000; 0 (off) or up to 600000 */
+    int probe_timeout_ms;       /* 15000: an unanswered probe older than this fails /readyz */
+    bool permessage_deflate;    /* no: offer RFC 7692 compression */
+    int deflate_mem_level;      /* 1; 1..9 */
+    int deflate_window_bits;    /* 9; 9..15 */
+    int ws_ping_interval_s;     /* 25; 0..3600: idle time before a WebSocket PING */
+    int ws_pong_timeout_s;      /* 10; 1..3600: silence after it before the hang-up */
+    int sse_heartbeat_s;        /* 15; 0..3600: idle time before an SSE comment line */
+    int drain_window_ms;        /* 10000; 0..600000: SIGTERM drain */
+    int drain_window_sigint_ms; /* 1000; 0..600000: SIGINT drain */
+    int drain_reconnect_max_ms; /* 5000; 0..600000: bound of the goaway reconnect delay */
     char *allowed_origins[JW_CONFIG_MAX_PATTERNS]; /* ""; Origin allowlist, none = any */
     size_t allowed_norigins;
     char *trusted_proxies[JW_CONFIG_MAX_PATTERNS]; /* ""; IPv4/IPv6 CIDRs allowed to set XFF */
@@ -76,6 +98,7 @@ struct jw_config {
     int redis_port;       /* redis_port, REDIS_PORT; 6379; 1..65535 */
     char *redis_username; /* redis_username, REDIS_USERNAME; "" (ACL user; empty = default user) */
     char *redis_password; /* redis_password, REDIS_PASSWORD; "" (secret: never logged) */
+    int redis_db;         /* redis_db; 0; also the /N of redis_url; not on a cluster */
     bool redis_tls;       /* redis_tls; no; also set by a rediss:// URL */
     char *redis_tls_ca_file;     /* ""; PEM CA bundle (else redis_tls_ca_dir, else system paths) */
     char *redis_tls_ca_dir;      /* ""; hashed CA directory (c_rehash) */
@@ -92,6 +115,7 @@ struct jw_config {
     size_t redis_npatterns;
     char *channel_prefix;         /* channel_prefix; "ai:job:" */
     int redis_connect_timeout_ms; /* 10000; 100..600000 */
+    int redis_cluster_refresh_ms; /* 15000: the slot map is re-read at least this often */
     int redis_read_timeout_ms;    /* 5000; 100..600000: wait for a reply to a command */
     int redis_ping_interval_ms;   /* 15000; 0 (off) or 500..600000 */
     int reconnect_initial_ms;     /* 200; 1..600000 */

@@ -4,9 +4,10 @@
  * thread may update them; /metrics reads them without locks.
  *
  * Types: counter and gauge hold the int64 value in jw_metric_values; gauge_ns holds nanoseconds
- * and is exposed as a gauge in seconds; computed gauges are filled by jw_metrics_render() itself
- * (build info, start time, resident memory); histogram has its own storage and is fed by its own
- * function (jw_metrics_observe_delivery_latency). Series of one family (same name) must be
+ * and is exposed as a gauge in seconds; computed_gauge and computed_counter are read by
+ * jw_metrics_render() itself (build info and the standard process_* metrics of the Prometheus
+ * client libraries); histogram has its own storage and is fed by its own function
+ * (jw_metrics_observe_delivery_latency). Series of one family (same name) must be
  * adjacent rows: the renderer writes HELP and TYPE once, before the first of them.
  */
 #ifndef JOBWIRE_METRICS_H
@@ -23,12 +24,19 @@
 
 /* X(id, type, name, labels, help) */
 #define JW_METRICS(X)                                                                              \
-    X(BUILD_INFO, computed, "jobwire_build_info", "version=\"" JW_VERSION "\"",                    \
+    X(BUILD_INFO, computed_gauge, "jobwire_build_info", "version=\"" JW_VERSION "\"",              \
       "Always 1; the labels describe the running build")                                           \
-    X(PROCESS_START_TIME, computed, "jobwire_process_start_time_seconds", "",                      \
-      "Start time of the process since the Unix epoch, in seconds")                                \
-    X(PROCESS_RESIDENT_MEMORY, computed, "jobwire_process_resident_memory_bytes", "",              \
-      "Resident memory of the process (/proc/self/statm), in bytes")                               \
+    X(PROCESS_CPU, computed_counter, "process_cpu_seconds_total", "",                              \
+      "Total user and system CPU time spent in seconds")                                           \
+    X(PROCESS_OPEN_FDS, computed_gauge, "process_open_fds", "", "Number of open file descriptors") \
+    X(PROCESS_MAX_FDS, computed_gauge, "process_max_fds", "",                                      \
+      "Maximum number of open file descriptors")                                                   \
+    X(PROCESS_RESIDENT_MEMORY, computed_gauge, "process_resident_memory_bytes", "",                \
+      "Resident memory size in bytes")                                                             \
+    X(PROCESS_VIRTUAL_MEMORY, computed_gauge, "process_virtual_memory_bytes", "",                  \
+      "Virtual memory size in bytes")                                                              \
+    X(PROCESS_START_TIME, computed_gauge, "process_start_time_seconds", "",                        \
+      "Start time of the process since unix epoch in seconds")                                     \
     X(CONNECTIONS, gauge, "jobwire_connections", "transport=\"websocket\"",                        \
       "Open client connections")                                                                   \
     X(CONNECTIONS_SSE, gauge, "jobwire_connections", "transport=\"sse\"",                          \
@@ -78,15 +86,25 @@
       "Redis messages dropped before routing")                                                     \
     X(EVENTS_INVALID_BAD_ID, counter, "jobwire_events_invalid_total", "reason=\"bad_id\"",         \
       "Redis messages dropped before routing")                                                     \
-    X(EVENTS_INBOX_FULL, counter, "jobwire_events_invalid_total", "reason=\"inbox_full\"",         \
-      "Redis messages dropped before routing")                                                     \
     X(DELIVERIES, counter, "jobwire_deliveries_total", "", "Event frames queued to clients")       \
     X(SNAPSHOTS, counter, "jobwire_snapshots_total", "result=\"ok\"",                              \
       "Job snapshots sent to clients after a subscribe")                                           \
     X(SNAPSHOTS_UNAVAILABLE, counter, "jobwire_snapshots_total", "result=\"unavailable\"",         \
       "Job snapshots sent to clients after a subscribe")                                           \
+    X(SNAPSHOTS_TOO_LARGE, counter, "jobwire_snapshots_total", "result=\"too_large\"",             \
+      "Job snapshots sent to clients after a subscribe")                                           \
     X(RESYNCS, counter, "jobwire_resyncs_total", "",                                               \
-      "Job snapshots pushed to subscribers when the Redis subscription came back")                 \
+      "Fresh snapshots sent without a request: after an outage, or retrying an unavailable one")   \
+    X(RESUMES_REPLAYED, counter, "jobwire_resumes_total", "result=\"replayed\"",                   \
+      "Subscribes with a lastEventId: missed events replayed, or snapshots instead")               \
+    X(RESUMES_SNAPSHOTS, counter, "jobwire_resumes_total", "result=\"snapshots\"",                 \
+      "Subscribes with a lastEventId: missed events replayed, or snapshots instead")               \
+    X(RESUME_WINDOW_EVENTS, gauge, "jobwire_resume_window_events", "",                             \
+      "Events held in memory for resuming clients")                                                \
+    X(RESUME_WINDOW_BYTES, gauge, "jobwire_resume_window_bytes", "",                               \
+      "Bytes of the events held in memory for resuming clients")                                   \
+    X(RESUME_WINDOW_AGE_NS, gauge_ns, "jobwire_resume_window_seconds", "",                         \
+      "Age of the oldest event held for resuming clients, in seconds")                             \
     X(DELIVERIES_DENIED, counter, "jobwire_deliveries_denied_total", "",                           \
       "Events withheld from a subscriber because the event belongs to another user")               \
     X(DELIVERY_LATENCY, histogram, "jobwire_delivery_latency_seconds", "",                         \
@@ -94,6 +112,8 @@
     X(CONFLATIONS, counter, "jobwire_conflations_total", "",                                       \
       "Queued progress frames replaced by a newer frame of the same job")                          \
     X(CLOSED_SLOW, counter, "jobwire_client_closes_total", "reason=\"slow_consumer\"",             \
+      "Clients closed by the server")                                                              \
+    X(CLOSED_STALLED, counter, "jobwire_client_closes_total", "reason=\"stalled\"",                \
       "Clients closed by the server")                                                              \
     X(CLOSED_PROTOCOL, counter, "jobwire_client_closes_total", "reason=\"protocol\"",              \
       "Clients closed by the server")                                                              \
@@ -109,6 +129,8 @@
       "Round trip of the last probe message through Redis pub/sub, in seconds")                    \
     X(UPSTREAM_RECONNECTS, counter, "jobwire_upstream_reconnects_total", "",                       \
       "Connection attempts to Redis after the first")                                              \
+    X(UPSTREAM_PAUSES, counter, "jobwire_upstream_pauses_total", "",                               \
+      "Times the Redis subscription stopped being read because the client thread fell behind")     \
     X(UPSTREAM_ERRORS, counter, "jobwire_upstream_errors_total", "",                               \
       "Redis connections lost or refused")                                                         \
     X(REDIS_COMMANDS, counter, "jobwire_redis_commands_total", "",                                 \
@@ -122,7 +144,14 @@
     X(REDIS_COMMAND_ERRORS_OVERFLOW, counter, "jobwire_redis_command_errors_total",                \
       "reason=\"overflow\"", "Redis commands that came back without a reply, by reason")           \
     X(COMMAND_LINK_UP, gauge, "jobwire_command_link_up", "",                                       \
-      "1 when the Redis command connection is ready, else 0")
+      "1 when the Redis command connection is ready, else 0")                                      \
+    X(COMMANDS_READY, gauge, "jobwire_redis_commands_ready", "",                                   \
+      "1 when snapshots, owner and revocation checks can be made (on a cluster: every slot has a " \
+      "ready master)")                                                                             \
+    X(JOB_INDEX_WRITES, counter, "jobwire_job_index_writes_total", "result=\"ok\"",                \
+      "Writes of the per-user job index")                                                          \
+    X(JOB_INDEX_ERRORS, counter, "jobwire_job_index_writes_total", "result=\"error\"",             \
+      "Writes of the per-user job index")
 
 enum jw_metric_id {
 #define JW_METRIC_ENUM(id, type, name, labels, help) JW_M_##id,

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "jobwire/alloc.h"
+#include "jobwire/utf8.h"
 
 void
 jw_buf_init(struct jw_buf *b, size_t capacity_hint)
@@ -54,12 +55,26 @@ void
 jw_buf_append_json_string(struct jw_buf *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
     /* Worst case every byte becomes \u00XX. */
     jw_buf_reserve(b, len * 6 + 2);
     char *out = b->data + b->len;
     *out++ = '"';
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
+    while (p < end) {
+        unsigned char c = *p;
+        if (c >= 0x80) {
+            size_t n = jw_utf8_seq_len(p, end);
+            if (n) {
+                memcpy(out, p, n);
+                out += n;
+                p += n;
+            } else { /* not UTF-8: U+FFFD, as 6 bytes of escape (the room of one byte) */
+                memcpy(out, "\\ufffd", 6);
+                out += 6;
+                p++;
+            }
+            continue;
+        }
         if (c == '"' || c == '\\') {
             *out++ = '\\';
             *out++ = (char)c;
@@ -71,6 +86,7 @@ jw_buf_append_json_string(struct jw_buf *b, const char *s, size_t len)
         } else {
             *out++ = (char)c;
         }
+        p++;
     }
     *out++ = '"';
     b->len = (size_t)(out - b->data);

@@ -1,18 +1,22 @@
 /*
- * From one Redis pmessage (channel, payload) to a routed event with its frame built once
- * (rules in event.h and docs/PROTOCOL.md, "Events from Redis").
+ * From one Redis pmessage (channel, payload) to an event with its frame built once (rules in
+ * event.h and docs/PROTOCOL.md, "Events from Redis").
  */
 #include "jobwire/event.h"
 
+#include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "jobwire/alloc.h"
 #include "jobwire/buf.h"
-#include "jobwire/dict.h"
+#include "jobwire/clock.h"
+#include "jobwire/json.h"
+#include "jobwire/rand.h"
+#include "jobwire/utf8.h"
 
 static const char *const kind_names[JW_KIND__COUNT] = {
     [JW_KIND_STATUS] = "status", [JW_KIND_PROGRESS] = "progress", [JW_KIND_COMPLETE] = "complete",
@@ -31,7 +35,7 @@ static const char *const verdict_names[JW_EVENT__VERDICT_COUNT] = {
 const char *
 jw_kind_name(enum jw_kind kind)
 {
-    return kind_names[kind];
+    return kind < JW_KIND__COUNT ? kind_names[kind] : "internal";
 }
 
 const char *
@@ -58,129 +62,225 @@ jw_kind_parse_filter_name(const char *name)
     return -1;
 }
 
+/* UTF-8 without C0 control bytes or DEL (NUL included): safe in a channel segment or an id. */
+static int
+text_clean(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return 0;
+    return jw_utf8_valid(s, len);
+}
+
 int
 jw_id_valid(const char *id, size_t len)
 {
-    if (len == 0 || len > JW_ID_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)id[i] < 0x20 || id[i] == 0x7f)
-            return 0;
-    return 1;
+    return len > 0 && len <= JW_ID_MAX && text_clean(id, len);
 }
 
-/* An id field of the payload: a string, or an integer written in decimal. Returns a new string,
- * or NULL when the field is absent or of another type. */
-static char *
-payload_id(json_t *root, const char *field)
+/* ---- epoch and ids ------------------------------------------------------------------- */
+
+static char epoch[9];
+static pthread_once_t epoch_once = PTHREAD_ONCE_INIT;
+
+static void
+init_epoch(void)
 {
-    json_t *v = json_object_get(root, field);
-    if (json_is_string(v))
-        return jw_strndup(json_string_value(v), json_string_length(v));
-    if (json_is_integer(v)) {
-        char tmp[24];
-        snprintf(tmp, sizeof(tmp), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return jw_strdup(tmp);
-    }
-    return NULL;
+    uint64_t r = jw_random_seed();
+    snprintf(epoch, sizeof epoch, "%08x", (unsigned)(r ^ (r >> 32)));
 }
 
-static struct jw_frame *
-build_frame(const struct jw_event *ev, const char *kind, size_t kind_len, const char *channel,
+const char *
+jw_event_epoch(void)
+{
+    pthread_once(&epoch_once, init_epoch);
+    return epoch;
+}
+
+size_t
+jw_event_id_format(uint64_t id, char *out)
+{
+    return (size_t)snprintf(out, JW_EVENT_ID_TEXT_MAX, "%s-%" PRIu64, jw_event_epoch(), id);
+}
+
+int
+jw_event_id_parse(const char *text, uint64_t *id)
+{
+    const char *dash = strchr(text, '-');
+    if (!dash || dash - text != 8 || !dash[1] || strlen(dash + 1) > 20)
+        return -EINVAL;
+    for (const char *p = text; p < dash; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return -EINVAL;
+    uint64_t v = 0;
+    for (const char *p = dash + 1; *p; p++) {
+        if (*p < '0' || *p > '9' || v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+            return -EINVAL;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    if (memcmp(text, jw_event_epoch(), 8) != 0)
+        return -EXDEV;
+    *id = v;
+    return 0;
+}
+
+/* ---- parsing ------------------------------------------------------------------------- */
+
+static struct jw_event *
+event_new(enum jw_kind kind, uint64_t id, char *job_id, char *user_id)
+{
+    struct jw_event *ev = jw_calloc(1, sizeof(*ev));
+    ev->msg.type = JW_MSG_EVENT;
+    ev->refs = 1;
+    ev->kind = kind;
+    ev->id = id;
+    ev->job_id = job_id;
+    ev->user_id = user_id;
+    return ev;
+}
+
+static void
+build_frame(struct jw_event *ev, const char *kind, size_t kind_len, const char *channel,
             size_t channel_len, const char *payload, size_t payload_len)
 {
     struct jw_buf b;
-    jw_buf_init(&b, 96 + kind_len + 2 * channel_len + payload_len);
+    char id[JW_EVENT_ID_TEXT_MAX];
+    jw_buf_init(&b, 128 + kind_len + 2 * channel_len + payload_len);
     jw_buf_append_str(&b, "{\"type\":\"event\",\"kind\":");
     jw_buf_append_json_string(&b, kind, kind_len);
-    jw_buf_append_str(&b, ",\"jobId\":");
-    jw_buf_append_json_string(&b, ev->job_id, strlen(ev->job_id));
+    if (ev->job_id) {
+        jw_buf_append_str(&b, ",\"jobId\":");
+        jw_buf_append_json_string(&b, ev->job_id, strlen(ev->job_id));
+    }
     if (ev->user_id) {
         jw_buf_append_str(&b, ",\"userId\":");
         jw_buf_append_json_string(&b, ev->user_id, strlen(ev->user_id));
     }
     jw_buf_append_str(&b, ",\"channel\":");
     jw_buf_append_json_string(&b, channel, channel_len);
-    /* The payload was validated as one JSON value, so it is embedded as published. */
+    /* The payload was validated as one JSON text, so it is embedded as published. */
     jw_buf_append_str(&b, ",\"payload\":");
     jw_buf_append(&b, payload, payload_len);
-    jw_buf_append_str(&b, ",\"seq\":");
-    struct jw_frame *f = jw_frame_new(b.data, b.len, 1);
-    f->origin_ns = jw_monotonic_ns();
+    jw_buf_append_str(&b, ",\"eventId\":\"");
+    jw_buf_append(&b, id, jw_event_id_format(ev->id, id));
+    jw_buf_append_str(&b, "\"");
+    /* Only progress may be superseded in a client's queue, and only by its own job's. */
+    const char *conflates = ev->kind == JW_KIND_PROGRESS ? ev->job_id : NULL;
+    ev->frame = jw_frame_new("event", b.data, b.len, 1, conflates);
+    ev->frame->event_id = ev->id;
+    ev->frame->origin_ns = jw_now_ns();
     jw_buf_free(&b);
-    return f;
+}
+
+/* The payload checks every event shares: size, JSON, and the ids it names. On JW_EVENT_OK,
+ * *job_id (when job_id is not NULL) and *user_id are new strings or NULL. */
+static enum jw_event_verdict
+read_payload(const struct jw_event_rules *rules, const char *payload, size_t payload_len,
+             char **job_id, char **user_id)
+{
+    char buf[JW_ID_MAX + 1];
+    struct jw_json_member m[2] = {{.name = "jobId"}, {.name = "userId"}};
+    if (payload_len > rules->max_payload_bytes)
+        return JW_EVENT_TOO_LARGE;
+    if (!jw_json_scan(payload, payload_len, m, 2))
+        return JW_EVENT_NOT_JSON;
+    *user_id = NULL;
+    if (m[1].type == JW_JSON_STRING || m[1].type == JW_JSON_NUMBER) {
+        size_t n = jw_json_member_id(payload, &m[1], buf, sizeof buf);
+        /* A string that is no valid id is refused; a number with a fraction names nobody. */
+        if (m[1].type == JW_JSON_STRING && !jw_id_valid(buf, n))
+            return JW_EVENT_BAD_ID;
+        if (n)
+            *user_id = jw_strndup(buf, n);
+    }
+    if (job_id) {
+        size_t n = jw_json_member_id(payload, &m[0], buf, sizeof buf);
+        if (m[0].type == JW_JSON_NONE || m[0].type == JW_JSON_OTHER ||
+            (m[0].type == JW_JSON_NUMBER && !n)) {
+            free(*user_id);
+            return JW_EVENT_NO_JOB_ID;
+        }
+        if (!jw_id_valid(buf, n)) {
+            free(*user_id);
+            return JW_EVENT_BAD_ID;
+        }
+        *job_id = jw_strndup(buf, n);
+    }
+    return JW_EVENT_OK;
 }
 
 static enum jw_event_verdict
-parse_internal(const char *rest, size_t len, struct jw_event **out)
+parse_user_channel(const struct jw_event_rules *rules, const struct jw_user_channel *uc,
+                   const char *channel, size_t channel_len, const char *payload, size_t payload_len,
+                   uint64_t id, struct jw_event **out)
 {
-    if (!jw_id_valid(rest, len))
+    size_t plen = strlen(uc->prefix);
+    const char *user = channel + plen;
+    size_t user_len = channel_len - plen;
+    char *named = NULL;
+    if (!jw_id_valid(user, user_len))
         return JW_EVENT_BAD_ID;
-    struct jw_event *ev = jw_calloc(1, sizeof(*ev));
-    ev->msg.type = JW_MSG_EVENT;
-    ev->kind = JW_KIND_INTERNAL;
-    ev->job_id = jw_strndup(rest, len);
+    enum jw_event_verdict v = read_payload(rules, payload, payload_len, NULL, &named);
+    free(named); /* the channel names the user */
+    if (v != JW_EVENT_OK)
+        return v;
+    struct jw_event *ev = event_new(JW_KIND_OTHER, id, NULL, jw_strndup(user, user_len));
+    build_frame(ev, uc->kind, strlen(uc->kind), channel, channel_len, payload, payload_len);
     *out = ev;
     return JW_EVENT_OK;
 }
 
 enum jw_event_verdict
 jw_event_parse(const struct jw_event_rules *rules, const char *channel, size_t channel_len,
-               const char *payload, size_t payload_len, struct jw_event **out)
+               const char *payload, size_t payload_len, uint64_t id, struct jw_event **out)
 {
     size_t prefix_len = strlen(rules->prefix);
     *out = NULL;
-    if (channel_len <= prefix_len || memcmp(channel, rules->prefix, prefix_len) != 0)
+    if (channel_len <= prefix_len || memcmp(channel, rules->prefix, prefix_len) != 0) {
+        for (size_t i = 0; i < rules->nuser_channels; i++) {
+            const struct jw_user_channel *uc = &rules->user_channels[i];
+            size_t n = strlen(uc->prefix);
+            if (channel_len > n && memcmp(channel, uc->prefix, n) == 0)
+                return parse_user_channel(rules, uc, channel, channel_len, payload, payload_len, id,
+                                          out);
+        }
         return JW_EVENT_NOT_MATCHED;
+    }
     const char *kind = channel + prefix_len;
     size_t rest = channel_len - prefix_len;
     const char *colon = memchr(kind, ':', rest);
     size_t kind_len = colon ? (size_t)(colon - kind) : rest;
     if (kind_len == 0)
         return JW_EVENT_NOT_MATCHED;
+    if (!text_clean(kind, kind_len))
+        return JW_EVENT_BAD_ID;
+    const char *job = colon ? colon + 1 : NULL;
+    size_t job_len = colon ? rest - kind_len - 1 : 0;
+    if (colon && !jw_id_valid(job, job_len))
+        return JW_EVENT_BAD_ID;
     if (colon && kind_len == strlen(JW_INTERNAL_KIND) &&
-        memcmp(kind, JW_INTERNAL_KIND, kind_len) == 0)
-        return parse_internal(colon + 1, rest - kind_len - 1, out);
-    if (payload_len > rules->max_payload_bytes)
-        return JW_EVENT_TOO_LARGE;
-
-    json_error_t jerr;
-    json_t *root = json_loadb(payload, payload_len, JSON_DECODE_ANY, &jerr);
-    if (!root)
-        return JW_EVENT_NOT_JSON;
-
-    enum jw_event_verdict verdict = JW_EVENT_OK;
-    char *job_id = colon ? jw_strndup(colon + 1, rest - kind_len - 1) : payload_id(root, "jobId");
-    char *user_id = payload_id(root, "userId");
-    json_decref(root);
-
-    if (!job_id)
-        verdict = JW_EVENT_NO_JOB_ID;
-    else if (!jw_id_valid(job_id, strlen(job_id)) ||
-             (user_id && !jw_id_valid(user_id, strlen(user_id))))
-        verdict = JW_EVENT_BAD_ID;
-    if (verdict != JW_EVENT_OK) {
-        free(job_id);
-        free(user_id);
-        return verdict;
+        memcmp(kind, JW_INTERNAL_KIND, kind_len) == 0) {
+        *out = event_new(JW_KIND_INTERNAL, id, jw_strndup(job, job_len), NULL);
+        return JW_EVENT_OK;
     }
 
-    struct jw_event *ev = jw_calloc(1, sizeof(*ev));
-    ev->msg.type = JW_MSG_EVENT;
-    ev->kind = jw_kind_from_name(kind, kind_len);
-    ev->job_id = job_id;
-    ev->user_id = user_id;
-    ev->frame = build_frame(ev, kind, kind_len, channel, channel_len, payload, payload_len);
-    if (ev->kind == JW_KIND_PROGRESS) /* only progress may be superseded in a client's queue */
-        ev->frame->conflate_key = jw_hash_string(job_id) | 1;
+    char *job_id = NULL, *user_id = NULL;
+    enum jw_event_verdict v =
+        read_payload(rules, payload, payload_len, colon ? NULL : &job_id, &user_id);
+    if (v != JW_EVENT_OK)
+        return v;
+    if (colon) /* the channel names the job; a jobId in the payload does not matter */
+        job_id = jw_strndup(job, job_len);
+    struct jw_event *ev = event_new(jw_kind_from_name(kind, kind_len), id, job_id, user_id);
+    build_frame(ev, kind, kind_len, channel, channel_len, payload, payload_len);
     *out = ev;
     return JW_EVENT_OK;
 }
 
 void
-jw_event_free(struct jw_event *ev)
+jw_event_unref(struct jw_event *ev)
 {
-    if (!ev)
+    if (!ev || --ev->refs > 0)
         return;
     jw_frame_unref(ev->frame);
     free(ev->job_id);

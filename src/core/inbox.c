@@ -1,10 +1,9 @@
 /*
- * The handoff into the gateway thread (see inbox.h). The lock is held only to link or swap a list,
- * never while an event is parsed or routed.
+ * The handoff into the gateway thread (see inbox.h). The lock is held only to link or swap a
+ * list, never while an event is parsed or routed.
  */
 #include "jobwire/inbox.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -14,6 +13,7 @@ struct jw_inbox {
     pthread_mutex_t lock;
     struct jw_msg *head, *tail; /* guarded by lock */
     size_t count;               /* guarded by lock */
+    bool reported_full;         /* guarded by lock: a push said JW_INBOX_FULL since the take */
     size_t max_messages;
 };
 
@@ -31,7 +31,8 @@ jw_inbox_free(struct jw_inbox *inbox, void (*dispose)(struct jw_msg *msg))
 {
     if (!inbox)
         return;
-    struct jw_msg *msg = jw_inbox_take_all(inbox);
+    bool full;
+    struct jw_msg *msg = jw_inbox_take_all(inbox, &full);
     while (msg) {
         struct jw_msg *next = msg->next;
         dispose(msg);
@@ -41,34 +42,36 @@ jw_inbox_free(struct jw_inbox *inbox, void (*dispose)(struct jw_msg *msg))
     free(inbox);
 }
 
-int
-jw_inbox_push(struct jw_inbox *inbox, struct jw_msg *msg, int bounded)
+unsigned
+jw_inbox_push(struct jw_inbox *inbox, struct jw_msg *msg)
 {
-    int was_empty;
+    unsigned flags = 0;
     msg->next = NULL;
     pthread_mutex_lock(&inbox->lock);
-    if (bounded && inbox->count >= inbox->max_messages) {
-        pthread_mutex_unlock(&inbox->lock);
-        return -ENOSPC;
-    }
-    was_empty = inbox->count == 0;
+    if (inbox->count == 0)
+        flags |= JW_INBOX_WAKE;
     if (inbox->tail)
         inbox->tail->next = msg;
     else
         inbox->head = msg;
     inbox->tail = msg;
-    inbox->count++;
+    if (++inbox->count >= inbox->max_messages) {
+        flags |= JW_INBOX_FULL;
+        inbox->reported_full = true;
+    }
     pthread_mutex_unlock(&inbox->lock);
-    return was_empty;
+    return flags;
 }
 
 struct jw_msg *
-jw_inbox_take_all(struct jw_inbox *inbox)
+jw_inbox_take_all(struct jw_inbox *inbox, bool *was_full)
 {
     pthread_mutex_lock(&inbox->lock);
     struct jw_msg *list = inbox->head;
     inbox->head = inbox->tail = NULL;
     inbox->count = 0;
+    *was_full = inbox->reported_full;
+    inbox->reported_full = false;
     pthread_mutex_unlock(&inbox->lock);
     return list;
 }

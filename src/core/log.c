@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "jobwire/alloc.h"
+#include "jobwire/utf8.h"
 
 static _Atomic int min_level = JW_LOG_INFO;
 static _Atomic int format = JW_LOG_FORMAT_TEXT;
@@ -47,35 +48,6 @@ jw_log_enabled(enum jw_log_level level)
     return (int)level >= atomic_load_explicit(&min_level, memory_order_relaxed);
 }
 
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong forms, no surrogates,
- * nothing above U+10FFFF), or 0. */
-static size_t
-utf8_len(const unsigned char *p, const unsigned char *end)
-{
-    unsigned lo = 0x80, hi = 0xBF;
-    size_t n;
-
-    if (p[0] >= 0xC2 && p[0] <= 0xDF) {
-        n = 2;
-    } else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
-        n = 3;
-        lo = p[0] == 0xE0 ? 0xA0 : lo;
-        hi = p[0] == 0xED ? 0x9F : hi;
-    } else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
-        n = 4;
-        lo = p[0] == 0xF0 ? 0x90 : lo;
-        hi = p[0] == 0xF4 ? 0x8F : hi;
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
-    return n;
-}
-
 /* Called with f locked. */
 static void
 put_escaped(FILE *f, const char *s, size_t len, bool json)
@@ -86,7 +58,7 @@ put_escaped(FILE *f, const char *s, size_t len, bool json)
         unsigned c = *p;
         size_t n = 1;
         if (c >= 0x80 && json) {
-            n = utf8_len(p, end);
+            n = jw_utf8_seq_len(p, end);
             if (n == 0) {
                 fputs("\\ufffd", f);
                 n = 1;

@@ -14,6 +14,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <dirent.h>
+#include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 _Atomic int64_t jw_metric_values[JW_M__COUNT];
@@ -62,17 +65,58 @@ jw_metrics_observe_delivery_latency(uint64_t nanoseconds)
     atomic_fetch_add_explicit(&latency.sum_ns, nanoseconds, memory_order_relaxed);
 }
 
-static long long
-resident_bytes(void)
+/* Field `n` (1-based) of /proc/self/stat after the command name; 0 when unreadable. */
+static unsigned long long
+stat_field(int n)
 {
-    long long size = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f == NULL)
+    char buf[1024];
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (!f)
         return 0;
-    if (fscanf(f, "%lld %lld", &size, &resident) != 2)
-        resident = 0;
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
-    return resident * sysconf(_SC_PAGESIZE);
+    buf[len] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    for (int i = 2; p && i < n; i++)
+        p = strchr(p + 1, ' ');
+    return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+static long long
+open_fds(void)
+{
+    long long n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* the directory's own descriptor */
+}
+
+/* The value of a computed metric. */
+static double
+computed(int i)
+{
+    struct rlimit rl;
+    long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    switch (i) {
+    case JW_M_PROCESS_CPU: /* utime + stime, fields 14 and 15 */
+        return (double)(stat_field(14) + stat_field(15)) / (double)(tick > 0 ? tick : 100);
+    case JW_M_PROCESS_OPEN_FDS:
+        return (double)open_fds();
+    case JW_M_PROCESS_MAX_FDS:
+        return getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (double)rl.rlim_cur : 0;
+    case JW_M_PROCESS_RESIDENT_MEMORY: /* rss in pages, field 24 */
+        return (double)stat_field(24) * (double)page;
+    case JW_M_PROCESS_VIRTUAL_MEMORY: /* vsize in bytes, field 23 */
+        return (double)stat_field(23);
+    case JW_M_PROCESS_START_TIME:
+        return start_time;
+    default: /* build info */
+        return 1;
+    }
 }
 
 /* Fixed-point: Prometheus parses it, and it reads better than %g's exponents. */
@@ -127,10 +171,10 @@ jw_metrics_render(struct jw_buf *out)
 {
     for (int i = 0; i < JW_M__COUNT; i++) {
         const struct metric_desc *d = &descs[i];
-        bool computed = strcmp(d->type, "computed") == 0;
+        const char *computed_type = strncmp(d->type, "computed_", 9) == 0 ? d->type + 9 : NULL;
         if (i == 0 || strcmp(descs[i - 1].name, d->name) != 0) {
-            const char *type = d->type;
-            if (computed || strcmp(type, "gauge_ns") == 0)
+            const char *type = computed_type ? computed_type : d->type;
+            if (strcmp(type, "gauge_ns") == 0)
                 type = "gauge";
             jw_buf_append_str(out, "# HELP ");
             jw_buf_append_str(out, d->name);
@@ -148,16 +192,16 @@ jw_metrics_render(struct jw_buf *out)
         }
         append_series(out, d, "", "");
         int64_t v = jw_metric_get((enum jw_metric_id)i);
-        if (i == JW_M_BUILD_INFO)
-            v = 1;
-        else if (i == JW_M_PROCESS_RESIDENT_MEMORY)
-            v = resident_bytes();
-        if (i == JW_M_PROCESS_START_TIME)
-            append_fixed(out, start_time, 3);
+        char num[32];
+        if (computed_type)
+            append_fixed(out, computed(i),
+                         i == JW_M_PROCESS_CPU || i == JW_M_PROCESS_START_TIME ? 3 : 0);
         else if (strcmp(d->type, "gauge_ns") == 0)
             append_fixed(out, (double)v / 1e9, 9);
-        else
-            jw_buf_append_u64(out, (unsigned long long)(v < 0 ? 0 : v));
+        else { /* signed: a gauge that drifted below zero shows it */
+            snprintf(num, sizeof num, "%lld", (long long)v);
+            jw_buf_append_str(out, num);
+        }
         jw_buf_append_str(out, "\n");
     }
 }

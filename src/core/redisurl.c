@@ -75,14 +75,15 @@ jw_redis_url_parse(const char *url, struct jw_redis_url *u, char *err, size_t er
     unsigned char addr[16];
 
     memset(u, 0, sizeof *u);
+    u->db = -1;
     u->tls = strncasecmp(url, "rediss://", 9) == 0;
     if (!u->tls && strncasecmp(url, "redis://", 8) != 0)
         return fail(err, errlen, "redis_url: the scheme must be redis:// or rediss://");
     p = url + (u->tls ? 9 : 8);
-    auth_end = p + strcspn(p, "/?#");
-    for (const char *q = p; q < auth_end; q++)
-        if (*q == '@')
-            at = q; /* the last '@', so an unescaped '@' in a password still works */
+    /* The credentials end at the last '@' of the URL, so that an unescaped '@' or '/' in a
+     * password (Azure access keys are base64: about half contain '/') still works. */
+    at = strrchr(p, '@');
+    auth_end = (at ? at + 1 : p) + strcspn(at ? at + 1 : p, "/?#");
     h = p;
     if (at != NULL) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
@@ -129,10 +130,15 @@ jw_redis_url_parse(const char *url, struct jw_redis_url *u, char *err, size_t er
         }
         u->port = (int)v;
     }
-    /* Pub/sub channels are not scoped by database, so /db is accepted but has no effect. */
-    why = "the path must be a database number such as /0";
-    if (*auth_end == '/' && auth_end[1 + strspn(auth_end + 1, "0123456789")] != '\0')
-        goto bad;
+    /* /db: snapshots, owner checks and revocation read that database (pub/sub is global). */
+    why = "the path must be a database number such as /0 (a password with '/', '?' or '#' "
+          "must be percent-encoded, or given in REDIS_PASSWORD)";
+    if (*auth_end == '/') {
+        size_t digits = strspn(auth_end + 1, "0123456789");
+        if (auth_end[1 + digits] != '\0' || digits > 5 || (digits && atoi(auth_end + 1) > 65535))
+            goto bad;
+        u->db = digits ? atoi(auth_end + 1) : -1;
+    }
     why = "query strings and fragments are not supported";
     if (*auth_end == '?' || *auth_end == '#')
         goto bad;
@@ -147,12 +153,9 @@ jw_redis_url_mask(const char *url)
 {
     const char *scheme = strstr(url, "://");
     const char *p = scheme ? scheme + 3 : url;
-    const char *auth_end = p + strcspn(p, "/?#"), *at = NULL, *colon;
+    const char *at = strrchr(p, '@'), *colon;
     char *out;
 
-    for (const char *q = p; q < auth_end; q++)
-        if (*q == '@')
-            at = q;
     if (at == NULL)
         return jw_strdup(url);
     colon = memchr(p, ':', (size_t)(at - p));

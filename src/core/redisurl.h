@@ -1,6 +1,7 @@
 /*
  * redis:// and rediss:// URLs: [rediss|redis]://[[username]:password@]host[:port][/db], with
- * percent-encoded credentials and [IPv6] hosts.
+ * percent-encoded credentials and [IPv6] hosts. The credentials end at the URL's last '@', so a
+ * password with an unescaped '@' or '/' is read as meant.
  */
 #ifndef JOBWIRE_REDISURL_H
 #define JOBWIRE_REDISURL_H
@@ -15,6 +16,7 @@ struct jw_redis_url {
     bool has_auth; /* user and pass set */
     char *user;
     char *pass;
+    int db; /* /N; -1 = not given */
 };
 
 /* Returns 0, or -1 with a reason in err that never quotes the URL (it may hold a password).

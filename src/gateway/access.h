@@ -10,17 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct jw_cidr {
-    int family; /* AF_INET or AF_INET6 */
-    uint8_t addr[16];
-    unsigned prefix;
-};
-
-/* Parses "10.0.0.0/8", "fd00::/8" or a single address (full-length prefix). Returns 0 or -EINVAL.
- */
-int jw_cidr_parse(const char *text, struct jw_cidr *out) __attribute__((warn_unused_result));
-/* 1 when the textual address `ip` lies in any of the ranges. */
-int jw_cidr_list_contains(const struct jw_cidr *list, size_t n, const char *ip);
+#include "jobwire/cidr.h"
 
 /* The client's address: `peer`, unless `peer` is a trusted proxy; then the right-most address of
  * `xff` (X-Forwarded-For, may be NULL) that is not a trusted proxy, the left-most when all are.

@@ -248,30 +248,54 @@ jw_hub_job_count(const struct jw_hub *hub)
     return jw_dict_size(hub->jobs);
 }
 
-struct foreach_ctx {
-    void (*fn)(void *ctx, const char *job_id);
-    void *ctx;
-};
-
-static void
-each_job(void *ctx, const char *key, void *value)
+unsigned
+jw_hub_job_kinds(const struct jw_hub *hub, const struct jw_member *m, const char *job_id)
 {
-    (void)value;
-    struct foreach_ctx *fc = ctx;
-    fc->fn(fc->ctx, key);
+    struct job *job = jw_dict_get(hub->jobs, job_id);
+    struct jw_sub *s = job ? find_sub(m, job) : NULL;
+    return s ? s->kinds : 0;
+}
+
+unsigned
+jw_hub_user_scope(const struct jw_member *m)
+{
+    return m->_user_kinds;
+}
+
+unsigned
+jw_hub_all_scope(const struct jw_member *m)
+{
+    return m->_all_kinds;
 }
 
 void
-jw_hub_foreach_job(const struct jw_hub *hub, void (*fn)(void *ctx, const char *job_id), void *ctx)
+jw_hub_member_jobs(const struct jw_member *m, void (*fn)(void *ctx, const char *job_id), void *ctx)
 {
-    struct foreach_ctx fc = {fn, ctx};
-    jw_dict_foreach(hub->jobs, each_job, &fc);
+    for (const struct jw_sub *s = m->_subs; s; s = s->member_next)
+        fn(ctx, s->job->id);
 }
 
 static int
 may_see(const struct jw_member *m, const struct jw_event *ev)
 {
     return m->admin || (ev->user_id && strcmp(m->user_id, ev->user_id) == 0);
+}
+
+static unsigned
+kind_bit(const struct jw_event *ev)
+{
+    return 1u << ev->kind;
+}
+
+int
+jw_hub_wants(const struct jw_hub *hub, const struct jw_member *m, const struct jw_event *ev)
+{
+    unsigned bit = kind_bit(ev);
+    if (ev->job_id && (jw_hub_job_kinds(hub, m, ev->job_id) & bit) && may_see(m, ev))
+        return 1;
+    if ((m->_user_kinds & bit) && ev->user_id && strcmp(m->user_id, ev->user_id) == 0)
+        return 1;
+    return (m->_all_kinds & bit) != 0;
 }
 
 static void
@@ -289,12 +313,12 @@ void
 jw_hub_route(struct jw_hub *hub, struct jw_event *ev, jw_hub_deliver_fn deliver, void *ctx,
              struct jw_route_stats *stats)
 {
-    /* Snapshots pass every kinds filter; internal events never get here. */
-    unsigned bit = ev->kind == JW_KIND_SNAPSHOT ? JW_KINDS_ALL : 1u << ev->kind;
+    /* Internal events never get here. */
+    unsigned bit = kind_bit(ev);
     stats->delivered = stats->denied = 0;
     hub->serial++;
 
-    struct job *job = jw_dict_get(hub->jobs, ev->job_id);
+    struct job *job = ev->job_id ? jw_dict_get(hub->jobs, ev->job_id) : NULL;
     for (struct jw_sub *s = job ? job->subs : NULL; s; s = s->job_next) {
         if (!(s->kinds & bit))
             continue;

@@ -8,6 +8,7 @@
  *      +--> users[userId]    -> members with the "all my jobs" scope       +--> deliver(member)
  *      +--> admins_all       -> admin members with the "all jobs" scope  --+    (once per event)
  *
+ * Events of user channels have no job: they reach the user scope and admins only.
  * Cost per event is O(subscribers of that job + user-scope members of that user + admins with
  * the all scope), never O(all clients). A job subscriber whose user is not the event's userId
  * receives nothing unless it is an admin; that refusal is counted in jw_route_stats.denied.
@@ -69,9 +70,16 @@ int jw_hub_set_all_scope(struct jw_hub *hub, struct jw_member *m, unsigned kinds
 size_t jw_hub_subscription_count(const struct jw_member *m);
 /* Jobs that have at least one subscriber. */
 size_t jw_hub_job_count(const struct jw_hub *hub);
-/* Calls fn with the id of every job that has a subscriber; fn must not change the hub. */
-void jw_hub_foreach_job(const struct jw_hub *hub, void (*fn)(void *ctx, const char *job_id),
+/* The kinds of m's subscription to the job; 0 when it holds none. */
+unsigned jw_hub_job_kinds(const struct jw_hub *hub, const struct jw_member *m, const char *job_id);
+unsigned jw_hub_user_scope(const struct jw_member *m);
+unsigned jw_hub_all_scope(const struct jw_member *m);
+/* Calls fn with the id of every job m subscribed to; fn must not change the hub. */
+void jw_hub_member_jobs(const struct jw_member *m, void (*fn)(void *ctx, const char *job_id),
                         void *ctx);
+/* 1 when `ev` would reach `m` now (a matching subscription or scope, and m may see it): the
+ * routing rule of jw_hub_route() for one member. */
+int jw_hub_wants(const struct jw_hub *hub, const struct jw_member *m, const struct jw_event *ev);
 void jw_hub_route(struct jw_hub *hub, struct jw_event *ev, jw_hub_deliver_fn deliver, void *ctx,
                   struct jw_route_stats *stats);
 

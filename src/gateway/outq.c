@@ -1,116 +1,172 @@
 /*
- * A client's bounded, conflating outbound ring of frame references (see outq.h). The ring starts
- * empty and unallocated, so an idle connection costs no queue memory.
+ * A client's bounded, conflating outbound ring (see outq.h). The ring starts unallocated, so an
+ * idle connection costs no queue memory, and is freed again when a busy one drains.
+ *
+ * Invariants:
+ * - slots [head, head + used) of the ring are in order; `count` of them hold frames, the rest
+ *   are holes; the slot at `head` is never a hole (holes are skipped when they reach it);
+ * - while `index` exists, it maps every job with a conflating frame in the queue to the
+ *   absolute position (popped + offset) + 1 of its newest such frame.
  */
 #include "outq.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "jobwire/alloc.h"
+#include "jobwire/dict.h"
+
+#define MIN_HOLES_TO_COMPACT 64
 
 void
 jw_outq_init(struct jw_outq *q)
 {
-    q->ring = NULL;
-    q->head = q->slots = q->cap = q->count = 0;
-    q->bytes = 0;
+    memset(q, 0, sizeof *q);
 }
 
-static struct jw_frame **
-slot(const struct jw_outq *q, uint32_t i)
+static struct jw_outq_slot *
+slot(const struct jw_outq *q, uint32_t offset)
 {
-    return &q->ring[(q->head + i) % q->cap];
+    return &q->ring[(q->head + offset) & (q->cap - 1)];
+}
+
+static void
+drop_index(struct jw_outq *q)
+{
+    jw_dict_free(q->index);
+    q->index = NULL;
 }
 
 void
 jw_outq_clear(struct jw_outq *q)
 {
-    for (uint32_t i = 0; i < q->slots; i++)
-        jw_frame_unref(*slot(q, i));
+    for (uint32_t i = 0; i < q->used; i++)
+        jw_frame_unref(slot(q, i)->frame);
     free(q->ring);
+    drop_index(q);
     jw_outq_init(q);
 }
 
 static void
-grow(struct jw_outq *q)
+index_put(struct jw_outq *q, const char *job, uint64_t abs)
 {
-    uint32_t cap = q->cap ? q->cap * 2 : 4;
-    struct jw_frame **ring = jw_malloc(cap * sizeof(*ring));
-    for (uint32_t i = 0; i < q->slots; i++)
-        ring[i] = *slot(q, i);
+    jw_dict_set(q->index, job, (void *)(uintptr_t)(abs + 1));
+}
+
+/* Builds the index from what is queued (the queue just came under pressure). */
+static void
+build_index(struct jw_outq *q)
+{
+    drop_index(q);
+    q->index = jw_dict_new();
+    for (uint32_t i = 0; i < q->used; i++) {
+        const struct jw_frame *f = slot(q, i)->frame;
+        if (f && f->conflates)
+            index_put(q, f->conflates, q->popped + i);
+    }
+}
+
+/* Rewrites the ring without holes (capacity: the next power of two with room to spare). */
+static void
+compact(struct jw_outq *q, uint32_t room)
+{
+    uint32_t cap = 4;
+    while (cap < q->count + room)
+        cap *= 2;
+    struct jw_outq_slot *ring = jw_malloc(cap * sizeof *ring);
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < q->used; i++)
+        if (slot(q, i)->frame)
+            ring[n++] = *slot(q, i);
     free(q->ring);
     q->ring = ring;
     q->cap = cap;
+    q->popped += q->used; /* positions restart above every old one: stale index entries miss */
     q->head = 0;
+    q->used = n;
+    if (q->index)
+        build_index(q);
 }
 
-/* Drops the queued frame with `key`, if any: at most one can be queued, by induction. */
-static unsigned
-conflate(struct jw_outq *q, uint64_t key)
+static bool
+under_pressure(const struct jw_outq *q, const struct jw_outq_pressure *p)
 {
-    for (uint32_t i = 0; i < q->slots; i++) {
-        struct jw_frame **s = slot(q, i);
-        if (*s && (*s)->conflate_key == key) {
-            q->bytes -= jw_frame_cost(*s);
-            q->count--;
-            jw_frame_unref(*s);
-            *s = NULL;
-            return 1;
-        }
-    }
-    return 0;
+    return q->count &&
+           (q->bytes >= p->bytes || (p->after_ms && p->now_ms - q->nonempty_since >= p->after_ms));
+}
+
+/* Drops the queued frame of f's job, if any; 1 when it did. */
+static unsigned
+conflate(struct jw_outq *q, const struct jw_frame *f)
+{
+    if (!q->index)
+        build_index(q);
+    uintptr_t at = (uintptr_t)jw_dict_get(q->index, f->conflates);
+    if (!at || at - 1 < q->popped)
+        return 0;
+    struct jw_outq_slot *s = slot(q, (uint32_t)(at - 1 - q->popped));
+    if (!s->frame || !s->frame->conflates || strcmp(s->frame->conflates, f->conflates) != 0)
+        return 0; /* cannot happen while the invariant holds; never drop the wrong frame */
+    q->bytes -= jw_frame_cost(s->frame);
+    q->count--;
+    jw_frame_unref(s->frame);
+    s->frame = NULL;
+    return 1;
 }
 
 int
-jw_outq_push(struct jw_outq *q, struct jw_frame *f, size_t max_bytes, uint32_t max_frames,
-             unsigned *conflated)
+jw_outq_push(struct jw_outq *q, struct jw_frame *f, uint64_t seq, size_t max_bytes,
+             uint32_t max_frames, bool force, const struct jw_outq_pressure *p, unsigned *conflated)
 {
     size_t cost = jw_frame_cost(f);
-    if (f->conflate_key && q->count)
-        *conflated += conflate(q, f->conflate_key);
-    if (q->count && (q->bytes + cost > max_bytes || q->count + 1 > max_frames))
+    if (f->conflates && under_pressure(q, p))
+        *conflated += conflate(q, f);
+    if (!force && q->count && (q->bytes + cost > max_bytes || q->count + 1 > max_frames))
         return -ENOBUFS;
-    if (q->slots == q->cap)
-        grow(q);
-    *slot(q, q->slots) = jw_frame_ref(f);
-    q->slots++;
+    uint32_t holes = q->used - q->count;
+    if (holes > q->count && holes >= MIN_HOLES_TO_COMPACT)
+        compact(q, 1);
+    else if (q->used == q->cap)
+        compact(q, q->count + 1); /* doubles the capacity as a plain grow would */
+    if (!q->count)
+        q->nonempty_since = p->now_ms;
+    *slot(q, q->used) = (struct jw_outq_slot){jw_frame_ref(f), seq};
+    if (q->index && f->conflates)
+        index_put(q, f->conflates, q->popped + q->used);
+    q->used++;
     q->count++;
     q->bytes += cost;
     return 0;
 }
 
-/* Steps the head over holes. */
-static void
-skip_holes(struct jw_outq *q)
-{
-    while (q->slots && !q->ring[q->head]) {
-        q->head = (q->head + 1) % q->cap;
-        q->slots--;
-    }
-}
-
-struct jw_frame *
+const struct jw_outq_slot *
 jw_outq_peek(struct jw_outq *q)
 {
-    skip_holes(q);
-    return q->slots ? q->ring[q->head] : NULL;
+    return q->count ? slot(q, 0) : NULL;
 }
 
 void
 jw_outq_pop(struct jw_outq *q)
 {
-    skip_holes(q);
-    struct jw_frame *f = q->ring[q->head];
-    q->head = (q->head + 1) % q->cap;
-    q->slots--;
+    struct jw_outq_slot *s = slot(q, 0);
+    q->bytes -= jw_frame_cost(s->frame);
     q->count--;
-    q->bytes -= jw_frame_cost(f);
-    jw_frame_unref(f);
-    skip_holes(q);
-    /* A client that was busy once should not keep a large ring for the rest of its life. */
-    if (q->slots == 0 && q->cap > 64) {
-        free(q->ring);
-        jw_outq_init(q);
+    jw_frame_unref(s->frame);
+    do { /* the head is never a hole: step over the ones behind it */
+        q->head = (q->head + 1) & (q->cap - 1);
+        q->used--;
+        q->popped++;
+    } while (q->used && !slot(q, 0)->frame);
+    if (!q->count) {
+        /* Empty: no pressure, and a client that was busy once keeps no large ring. */
+        drop_index(q);
+        if (q->cap > 64) {
+            uint64_t popped = q->popped;
+            free(q->ring);
+            jw_outq_init(q);
+            q->popped = popped;
+        }
     }
 }

@@ -129,9 +129,10 @@ parse_object(json_t *root, size_t max_jobs, struct jw_cmd *cmd, struct jw_cmd_er
     if (strcmp(type, "auth") == 0 || strcmp(type, "refresh") == 0) {
         json_t *token = json_object_get(root, "token");
         size_t len = json_string_length(token);
-        if (!json_is_string(token) || len == 0 || len > JW_TOKEN_MAX)
-            return fail(err, JW_ERR_BAD_REQUEST, "token must be a string of 1-%d bytes",
-                        JW_TOKEN_MAX);
+        if (!json_is_string(token) || len == 0)
+            return fail(err, JW_ERR_BAD_REQUEST, "token must be a non-empty string");
+        if (len > JW_TOKEN_MAX)
+            return fail(err, JW_ERR_UNAUTHENTICATED, "token longer than %d bytes", JW_TOKEN_MAX);
         cmd->type = JW_CMD_AUTH;
         cmd->token = jw_strndup(json_string_value(token), len);
         cmd->token_len = len;
@@ -146,7 +147,16 @@ parse_object(json_t *root, size_t max_jobs, struct jw_cmd *cmd, struct jw_cmd_er
                     "type must be auth, refresh, subscribe, unsubscribe or ping");
     if (read_target(root, max_jobs, cmd, err) < 0)
         return -1;
-    return cmd->type == JW_CMD_SUBSCRIBE ? read_kinds(root, cmd, err) : 0;
+    if (cmd->type != JW_CMD_SUBSCRIBE)
+        return 0;
+    json_t *last = json_object_get(root, "lastEventId");
+    if (last) {
+        size_t len = json_string_length(last);
+        if (!json_is_string(last) || len == 0 || len >= sizeof cmd->last_event_id)
+            return fail(err, JW_ERR_BAD_REQUEST, "lastEventId must be an eventId string");
+        memcpy(cmd->last_event_id, json_string_value(last), len + 1);
+    }
+    return read_kinds(root, cmd, err);
 }
 
 int
@@ -201,16 +211,25 @@ begin(struct jw_buf *b, const char *type, const char *id)
 }
 
 static struct jw_frame *
-finish(struct jw_buf *b)
+finish(struct jw_buf *b, const char *type)
 {
     jw_buf_append_str(b, "}");
-    struct jw_frame *f = jw_frame_new(b->data, b->len, 0);
+    struct jw_frame *f = jw_frame_new(type, b->data, b->len, 0, NULL);
     jw_buf_free(b);
     return f;
 }
 
+static void
+append_bool(struct jw_buf *b, const char *name, bool v)
+{
+    jw_buf_append_str(b, ",\"");
+    jw_buf_append_str(b, name);
+    jw_buf_append_str(b, v ? "\":true" : "\":false");
+}
+
 struct jw_frame *
-jw_reply_welcome(const char *connection_id, const char *user_id, int admin)
+jw_reply_welcome(const char *connection_id, const char *user_id, int admin, bool live,
+                 int64_t expires_at)
 {
     struct jw_buf b;
     begin(&b, "welcome", NULL);
@@ -220,12 +239,20 @@ jw_reply_welcome(const char *connection_id, const char *user_id, int admin)
     jw_buf_append_json_string(&b, connection_id, strlen(connection_id));
     jw_buf_append_str(&b, ",\"userId\":");
     jw_buf_append_json_string(&b, user_id, strlen(user_id));
-    jw_buf_append_str(&b, admin ? ",\"admin\":true" : ",\"admin\":false");
-    return finish(&b);
+    append_bool(&b, "admin", admin);
+    append_bool(&b, "live", live);
+    if (expires_at > 0) {
+        jw_buf_append_str(&b, ",\"expiresAt\":");
+        jw_buf_append_u64(&b, (unsigned long long)expires_at);
+    }
+    jw_buf_append_str(&b, ",\"epoch\":\"");
+    jw_buf_append_str(&b, jw_event_epoch());
+    jw_buf_append_str(&b, "\"");
+    return finish(&b, "welcome");
 }
 
 struct jw_frame *
-jw_reply_ack(const struct jw_cmd *cmd)
+jw_reply_ack(const struct jw_cmd *cmd, int resumed, long snapshots)
 {
     struct jw_buf b;
     begin(&b, "ack", cmd->id);
@@ -256,7 +283,13 @@ jw_reply_ack(const struct jw_cmd *cmd)
         }
         jw_buf_append_str(&b, "]");
     }
-    return finish(&b);
+    if (resumed >= 0)
+        append_bool(&b, "resumed", resumed);
+    if (snapshots >= 0) {
+        jw_buf_append_str(&b, ",\"snapshots\":");
+        jw_buf_append_u64(&b, (unsigned long long)snapshots);
+    }
+    return finish(&b, "ack");
 }
 
 struct jw_frame *
@@ -268,7 +301,7 @@ jw_reply_error(const char *id, const char *code, const char *message)
     jw_buf_append_str(&b, code);
     jw_buf_append_str(&b, "\",\"message\":");
     jw_buf_append_json_string(&b, message, strlen(message));
-    return finish(&b);
+    return finish(&b, "error");
 }
 
 struct jw_frame *
@@ -276,7 +309,7 @@ jw_reply_pong(const char *id)
 {
     struct jw_buf b;
     begin(&b, "pong", id);
-    return finish(&b);
+    return finish(&b, "pong");
 }
 
 struct jw_frame *
@@ -288,5 +321,79 @@ jw_reply_auth_ack(const char *id, const char *user_id, long long expires_at)
     jw_buf_append_json_string(&b, user_id, strlen(user_id));
     jw_buf_append_str(&b, ",\"expiresAt\":");
     jw_buf_append_u64(&b, (unsigned long long)expires_at);
-    return finish(&b);
+    return finish(&b, "ack");
+}
+
+struct jw_frame *
+jw_reply_status(bool live, const char *reason, int resumed)
+{
+    struct jw_buf b;
+    begin(&b, "status", NULL);
+    append_bool(&b, "live", live);
+    if (reason) {
+        jw_buf_append_str(&b, ",\"reason\":");
+        jw_buf_append_json_string(&b, reason, strlen(reason));
+    }
+    if (resumed >= 0)
+        append_bool(&b, "resumed", resumed);
+    return finish(&b, "status");
+}
+
+struct jw_frame *
+jw_reply_goaway(uint32_t reconnect_after_ms)
+{
+    struct jw_buf b;
+    begin(&b, "goaway", NULL);
+    jw_buf_append_str(&b, ",\"reconnectAfterMs\":");
+    jw_buf_append_u64(&b, reconnect_after_ms);
+    return finish(&b, "goaway");
+}
+
+struct jw_frame *
+jw_reply_close(unsigned code, const char *reason)
+{
+    struct jw_buf b;
+    begin(&b, "close", NULL);
+    jw_buf_append_str(&b, ",\"code\":");
+    jw_buf_append_u64(&b, code);
+    jw_buf_append_str(&b, ",\"reason\":");
+    jw_buf_append_json_string(&b, reason, strlen(reason));
+    return finish(&b, "close");
+}
+
+struct jw_frame *
+jw_reply_snapshot(const char *job_id, const struct jw_job_state *st, bool visible,
+                  uint64_t event_id)
+{
+    struct jw_buf b;
+    char id[JW_EVENT_ID_TEXT_MAX];
+    bool shown = visible && st && st->json;
+    jw_buf_init(&b, 160 + (shown ? strlen(st->json) : 0));
+    jw_buf_append_str(&b, "{\"type\":\"snapshot\",\"jobId\":");
+    jw_buf_append_json_string(&b, job_id, strlen(job_id));
+    if (visible && st && st->owner) {
+        jw_buf_append_str(&b, ",\"userId\":");
+        jw_buf_append_json_string(&b, st->owner, strlen(st->owner));
+    }
+    jw_buf_append_str(&b, ",\"source\":");
+    if (shown) {
+        jw_buf_append_str(&b, "\"");
+        jw_buf_append_str(&b, st->source);
+        jw_buf_append_str(&b, "\"");
+    } else {
+        jw_buf_append_str(&b, "null");
+    }
+    jw_buf_append_str(&b, ",\"state\":");
+    jw_buf_append_str(&b, shown ? st->json : "null");
+    if (!st)
+        jw_buf_append_str(&b, ",\"unavailable\":true");
+    else if (st->too_large)
+        jw_buf_append_str(&b, ",\"tooLarge\":true");
+    jw_buf_append_str(&b, ",\"eventId\":\"");
+    jw_buf_append(&b, id, jw_event_id_format(event_id, id));
+    jw_buf_append_str(&b, "\"");
+    struct jw_frame *f = jw_frame_new("snapshot", b.data, b.len, 1, NULL);
+    f->event_id = event_id;
+    jw_buf_free(&b);
+    return f;
 }

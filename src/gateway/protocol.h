@@ -7,8 +7,12 @@
 
 #include <stddef.h>
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "jobwire/event.h"
 #include "jobwire/frame.h"
+#include "jobwire/redis.h"
 
 #define JW_REQUEST_ID_MAX 64
 #define JW_PROTOCOL_VERSION 1
@@ -25,6 +29,7 @@ struct jw_cmd {
     unsigned kinds; /* bit per enum jw_kind; JW_KINDS_ALL when no filter was given */
     char *token;    /* JW_CMD_AUTH ("auth" or "refresh"): the bearer token, owned */
     size_t token_len;
+    char last_event_id[JW_EVENT_ID_TEXT_MAX]; /* subscribe: lastEventId; "" when absent */
 };
 
 #define JW_TOKEN_MAX 8192 /* longest token accepted in an auth message */
@@ -48,15 +53,31 @@ struct jw_cmd_error {
 };
 
 /* Parses one client text message. `max_jobs` bounds the ids in a single request.
- * Returns 0 and fills *cmd (release with jw_cmd_clear), or -1 and fills *err. */
+ * Returns 0 and fills *cmd (release with jw_cmd_clear), or -1 and fills *err. An auth message
+ * whose token is too long fails with JW_ERR_UNAUTHENTICATED (the connection is then refused, as
+ * any bad token is). */
 int jw_cmd_parse(const char *text, size_t len, size_t max_jobs, struct jw_cmd *cmd,
                  struct jw_cmd_error *err) __attribute__((warn_unused_result));
 void jw_cmd_clear(struct jw_cmd *cmd);
 
-/* Control frames (unstamped, refs == 1, owned by the caller). */
-struct jw_frame *jw_reply_welcome(const char *connection_id, const char *user_id, int admin);
-/* {"type":"ack","id":..,"op":"subscribe","scope":..,"jobs":[..],"kinds":[..]} */
-struct jw_frame *jw_reply_ack(const struct jw_cmd *cmd);
+/* Control frames (not sequenced, refs == 1, owned by the caller). */
+/* {"type":"welcome","protocol":1,"connectionId":..,"userId":..,"admin":..,"live":..,
+ *  "expiresAt":.. (when > 0),"epoch":..} */
+struct jw_frame *jw_reply_welcome(const char *connection_id, const char *user_id, int admin,
+                                  bool live, int64_t expires_at);
+/* {"type":"ack","id":..,"op":"subscribe","scope":..,"jobs":[..],"kinds":[..]} and, when >= 0,
+ * "resumed":true|false and "snapshots":N */
+struct jw_frame *jw_reply_ack(const struct jw_cmd *cmd, int resumed, long snapshots);
+/* {"type":"status","live":..} with "reason" when not NULL and "resumed" when >= 0 */
+struct jw_frame *jw_reply_status(bool live, const char *reason, int resumed);
+struct jw_frame *jw_reply_goaway(uint32_t reconnect_after_ms);
+/* SSE's last event: {"type":"close","code":..,"reason":..} */
+struct jw_frame *jw_reply_close(unsigned code, const char *reason);
+/* A sequenced {"type":"snapshot","jobId":..,"userId":..,"source":..,"state":..,"eventId":..}
+ * of `st` (NULL: Redis could not be asked, "unavailable":true) at position `event_id`. The
+ * state and owner are shown only when `visible`; "tooLarge":true when st->too_large. */
+struct jw_frame *jw_reply_snapshot(const char *job_id, const struct jw_job_state *st, bool visible,
+                                   uint64_t event_id);
 struct jw_frame *jw_reply_error(const char *id, const char *code, const char *message);
 struct jw_frame *jw_reply_pong(const char *id);
 /* {"type":"ack","id":..,"op":"auth","userId":..,"expiresAt":..} after a token refresh */

@@ -1,8 +1,8 @@
 /*
- * Sessions (see the state diagram in session.h): lifecycle, the outbound queue written several
- * frames per WRITEABLE callback, inbound messages (size, rate, reassembly) and their dispatch,
- * and the op that serialises a session's Redis steps. Authentication is in session_auth.c,
- * subscriptions and snapshots in session_subscribe.c, the SSE writer in session_sse.c.
+ * Sessions (see the state diagram in session.h): the registry, lifecycle, the outbound queue,
+ * inbound messages (size, rate, reassembly) and their dispatch, and the op that serialises a
+ * session's Redis steps. Writing is in session_write.c, authentication in session_auth.c,
+ * subscriptions in session_subscribe.c, the SSE specifics in session_sse.c.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -10,9 +10,10 @@
 #include <string.h>
 
 #include "jobwire/alloc.h"
-#include "jobwire/dict.h"
+#include "jobwire/clock.h"
 #include "jobwire/log.h"
 #include "jobwire/metrics.h"
+#include "jobwire/rand.h"
 #include "session_private.h"
 
 #define MOD JW_SESSION_MOD
@@ -25,45 +26,76 @@ struct jw_held_input {
     char text[];
 };
 
+/* ---- the registry ------------------------------------------------------------------------ */
+
+struct jw_sessions *
+jw_sessions_new(const struct jw_session_deps *d)
+{
+    struct jw_sessions *reg = jw_calloc(1, sizeof *reg);
+    reg->cfg = d->cfg;
+    reg->loop = d->loop;
+    reg->hub = d->hub;
+    reg->upstream = d->upstream;
+    reg->auth = d->auth;
+    reg->sync = d->sync;
+    reg->window = d->window;
+    reg->by_id = jw_dict_new();
+    reg->per_address = jw_counts_new();
+    reg->per_user = jw_counts_new();
+    reg->rng = jw_random_seed();
+    for (size_t i = 0; i < d->cfg->trusted_nproxies; i++)
+        if (jw_cidr_parse(d->cfg->trusted_proxies[i], &reg->trusted[reg->ntrusted]) == 0)
+            reg->ntrusted++; /* jw_config_finish() validated every entry */
+    return reg;
+}
+
+void
+jw_sessions_free(struct jw_sessions *reg)
+{
+    if (!reg)
+        return;
+    jw_dict_free(reg->by_id);
+    jw_counts_free(reg->per_address);
+    jw_counts_free(reg->per_user);
+    jw_sessions_free_wbuf(reg);
+    free(reg);
+}
+
+size_t
+jw_sessions_count(const struct jw_sessions *reg)
+{
+    return reg->count;
+}
+
+static void
+id_key(uint64_t id, char key[16])
+{
+    snprintf(key, 16, "%08x", (unsigned)id);
+}
+
+struct jw_session *
+jw_session_by_id(struct jw_sessions *reg, uint64_t id)
+{
+    char key[16];
+    id_key(id, key);
+    return jw_dict_get(reg->by_id, key);
+}
+
+struct jw_session_op *
+jw_session_op_of(struct jw_sessions *reg, uint64_t id, uint64_t serial)
+{
+    struct jw_session *s = jw_session_by_id(reg, id);
+    return s && s->op && s->op->serial == serial ? s->op : NULL;
+}
+
 uint64_t
-jw_session_now_ms(void)
+jw_session_now_ms(const struct jw_session *s)
 {
-    return jw_monotonic_ns() / 1000000u;
+    return (uint64_t)(ev_now(s->reg->loop) * 1000.0);
 }
 
-/* ---- environment ---------------------------------------------------------------------- */
+/* ---- queueing and closing ---------------------------------------------------------------- */
 
-void
-jw_session_env_init(struct jw_session_env *env, const struct jw_config *cfg,
-                    const struct jw_auth *auth, const char *instance)
-{
-    memset(env, 0, sizeof(*env));
-    snprintf(env->marker_prefix, sizeof(env->marker_prefix), "%s%s:%s:", cfg->channel_prefix,
-             JW_INTERNAL_KIND, instance);
-    env->cfg = cfg;
-    env->auth = auth;
-    env->hub = jw_hub_new();
-    env->by_id = jw_dict_new();
-    env->per_address = jw_counts_new();
-    env->per_user = jw_counts_new();
-    for (size_t i = 0; i < cfg->trusted_nproxies; i++)
-        if (jw_cidr_parse(cfg->trusted_proxies[i], &env->trusted[env->ntrusted]) == 0)
-            env->ntrusted++; /* jw_config_finish() validated every entry */
-}
-
-void
-jw_session_env_destroy(struct jw_session_env *env)
-{
-    jw_hub_free(env->hub);
-    jw_dict_free(env->by_id);
-    jw_counts_free(env->per_address);
-    jw_counts_free(env->per_user);
-    jw_session_sse_env_destroy(env);
-}
-
-/* ---- queueing and closing ------------------------------------------------------------- */
-
-/* Marks the session to close with `code` on its next write turn. The first reason wins. */
 void
 jw_session_close_later(struct jw_session *s, uint16_t code, const char *reason)
 {
@@ -72,45 +104,58 @@ jw_session_close_later(struct jw_session *s, uint16_t code, const char *reason)
     jw_info(MOD, "c%08x: closing (%u): %s", s->id, code, reason);
     s->close_code = code;
     s->close_reason = reason;
-    lws_callback_on_writable(s->wsi);
-    /* A WebSocket that never reads again is hung up by the keepalive (no PONG); an SSE stream
-     * has no such check, so its last events get a bounded time to go out. */
+    jw_session_mark_dirty(s);
+    /* A WebSocket that never reads again is cut off by the stall check; an SSE stream's last
+     * events get a bounded time to go out. */
     if (s->transport == JW_TRANSPORT_SSE)
         lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, SSE_CLOSE_TIMEOUT_S);
 }
 
-/* Queues a frame; on overflow marks the session as a slow consumer. Returns 0 or -ENOBUFS. */
-int
-jw_session_enqueue(struct jw_session *s, struct jw_frame *f)
+/* Drops what is queued (the queue_bytes gauge follows). */
+static void
+clear_queue(struct jw_session *s)
 {
-    if (s->close_code)
+    jw_metric_add(JW_M_QUEUE_BYTES, -(int64_t)s->outq.bytes);
+    jw_outq_clear(&s->outq);
+    s->progress_ms = jw_session_now_ms(s);
+}
+
+int
+jw_session_queue(struct jw_session *s, struct jw_frame *f, bool force)
+{
+    if (s->close_code || s->broken)
         return -ENOBUFS;
-    const struct jw_config *cfg = s->env->cfg;
+    const struct jw_config *cfg = s->reg->cfg;
+    uint64_t now = jw_session_now_ms(s);
+    struct jw_outq_pressure p = {cfg->client_conflate_bytes,
+                                 (uint64_t)cfg->client_conflate_after_ms, now};
     size_t before = s->outq.bytes;
-    int was_empty = s->outq.count == 0;
+    bool was_empty = s->outq.count == 0;
     unsigned conflated = 0;
-    int rc = jw_outq_push(&s->outq, f, cfg->client_queue_max_bytes,
-                          (uint32_t)cfg->client_queue_max_messages, &conflated);
+    uint64_t seq = f->sequenced ? s->seq + 1 : 0;
+    int rc = jw_outq_push(&s->outq, f, seq, cfg->client_queue_max_bytes,
+                          (uint32_t)cfg->client_queue_max_messages, force, &p, &conflated);
+    jw_metric_add(JW_M_QUEUE_BYTES, (int64_t)s->outq.bytes - (int64_t)before);
     if (conflated)
         jw_metric_add(JW_M_CONFLATIONS, conflated);
     if (rc < 0) {
         jw_metric_add(JW_M_CLOSED_SLOW, 1);
-        jw_metric_add(JW_M_QUEUE_BYTES, -(int64_t)s->outq.bytes);
-        jw_outq_clear(&s->outq);
+        clear_queue(s); /* the close frame must get through */
         jw_session_close_later(s, JW_CLOSE_SLOW_CONSUMER, "slow consumer");
         return -ENOBUFS;
     }
-    jw_metric_add(JW_M_QUEUE_BYTES, (int64_t)s->outq.bytes - (int64_t)before);
+    if (f->sequenced)
+        s->seq = seq;
     if (was_empty)
-        lws_callback_on_writable(s->wsi);
+        s->progress_ms = now;
+    jw_session_mark_dirty(s);
     return 0;
 }
 
-/* Queues a control frame this session owns alone. */
 void
-jw_session_send_owned(struct jw_session *s, struct jw_frame *f)
+jw_session_send(struct jw_session *s, struct jw_frame *f)
 {
-    (void)jw_session_enqueue(s, f);
+    (void)jw_session_queue(s, f, true);
     jw_frame_unref(f);
 }
 
@@ -119,7 +164,7 @@ jw_session_send_error(struct jw_session *s, const char *id, const char *code, co
 {
     jw_metric_add(JW_M_CLIENT_ERRORS, 1);
     jw_debug(MOD, "c%08x: error %s: %s", s->id, code, message);
-    jw_session_send_owned(s, jw_reply_error(id, code, message));
+    jw_session_send(s, jw_reply_error(id, code, message));
     /* An SSE client cannot send another request: every error answers its query or its token,
      * so the stream ends once the error is out (a close_later() made meanwhile wins). */
     if (s->transport == JW_TRANSPORT_SSE && !s->sse_end_code)
@@ -130,7 +175,59 @@ jw_session_send_error(struct jw_session *s, const char *id, const char *code, co
                                                                       : JW_CLOSE_POLICY;
 }
 
-/* ---- ops ------------------------------------------------------------------------------ */
+void
+jw_session_deliver(void *ctx, struct jw_member *m, struct jw_event *ev)
+{
+    (void)ctx;
+    struct jw_session *s = m->owner;
+    if (jw_session_hold_event(s, ev))
+        return;
+    if (jw_session_queue(s, ev->frame, false) == 0)
+        jw_metric_add(JW_M_DELIVERIES, 1);
+}
+
+void
+jw_sessions_live(struct jw_sessions *reg, bool live)
+{
+    struct jw_frame *f = jw_reply_status(live, live ? NULL : "redis unavailable", -1);
+    for (struct jw_session *s = reg->all; s; s = s->next)
+        if (s->state == S_ACTIVE)
+            (void)jw_session_queue(s, f, true);
+    jw_frame_unref(f);
+}
+
+void
+jw_sessions_resync(struct jw_sessions *reg)
+{
+    for (struct jw_session *s = reg->all; s; s = s->next)
+        if (s->state == S_ACTIVE && !s->close_code)
+            jw_session_start_resync(s);
+}
+
+void
+jw_sessions_retry(struct jw_sessions *reg)
+{
+    for (struct jw_session *s = reg->all; s; s = s->next)
+        if (s->stale && s->state == S_ACTIVE && !s->close_code)
+            jw_session_start_resync(s);
+}
+
+size_t
+jw_sessions_goaway(struct jw_sessions *reg, size_t n, uint32_t max_delay_ms)
+{
+    size_t told = 0;
+    for (struct jw_session *s = reg->all; s && told < n; s = s->next) {
+        if (s->told_goaway)
+            continue;
+        s->told_goaway = 1;
+        jw_session_send(s, jw_reply_goaway((uint32_t)jw_random_below(&reg->rng, max_delay_ms)));
+        jw_session_close_later(s, JW_CLOSE_GOING_AWAY, "going away");
+        told++;
+    }
+    return told;
+}
+
+/* ---- ops --------------------------------------------------------------------------------- */
 
 struct jw_session_op *
 jw_session_op_new(struct jw_session *s, int kind)
@@ -138,6 +235,8 @@ jw_session_op_new(struct jw_session *s, int kind)
     struct jw_session_op *op = jw_calloc(1, sizeof(*op));
     op->kind = kind;
     op->s = s;
+    op->serial = ++s->reg->next_op_serial;
+    op->resumed = -1;
     s->op = op;
     return op;
 }
@@ -148,20 +247,12 @@ free_op(struct jw_session *s)
     struct jw_session_op *op = s->op;
     if (!op)
         return;
-    if (op->kind == OP_SUBSCRIBE)
-        jw_session_free_subscribe_op(op);
+    if (op->kind != OP_AUTH)
+        jw_session_free_sync_op(op);
     jw_cmd_clear(&op->cmd);
     explicit_bzero(&op->principal, sizeof(op->principal));
     free(op);
     s->op = NULL;
-}
-
-struct jw_session *
-jw_session_by_tag(struct jw_session_env *env, uint64_t tag)
-{
-    char key[16];
-    snprintf(key, sizeof(key), "%08x", (unsigned)tag);
-    return jw_dict_get(env->by_id, key);
 }
 
 static void
@@ -188,6 +279,10 @@ void
 jw_session_end_op(struct jw_session *s)
 {
     free_op(s);
+    if (s->resync_wanted && !s->close_code) {
+        s->resync_wanted = 0;
+        jw_session_start_resync(s);
+    }
     /* Apply held messages in order until one starts a new op. */
     while (s->held && !s->op && !s->close_code) {
         struct jw_held_input *h = s->held;
@@ -200,7 +295,7 @@ jw_session_end_op(struct jw_session *s)
     }
 }
 
-/* ---- client messages ------------------------------------------------------------------ */
+/* ---- client messages ---------------------------------------------------------------------- */
 
 void
 jw_session_handle_message(struct jw_session *s, const char *text, size_t len)
@@ -211,12 +306,20 @@ jw_session_handle_message(struct jw_session *s, const char *text, size_t len)
     }
     struct jw_cmd cmd;
     struct jw_cmd_error err;
-    if (jw_cmd_parse(text, len, (size_t)s->env->cfg->client_max_subscriptions, &cmd, &err) < 0) {
-        jw_session_send_error(s, err.id, err.code, err.message);
+    if (jw_cmd_parse(text, len, (size_t)s->reg->cfg->client_max_subscriptions, &cmd, &err) < 0) {
+        if (strcmp(err.code, JW_ERR_UNAUTHENTICATED) == 0 && s->state != S_ACTIVE) {
+            jw_metric_add(JW_M_AUTH_FAILURES_BAD_TOKEN, 1);
+            jw_session_refuse_auth(s, err.id, JW_CLOSE_UNAUTHENTICATED, "token too large");
+        } else {
+            jw_session_send_error(s, err.id,
+                                  strcmp(err.code, JW_ERR_UNAUTHENTICATED) == 0 ? JW_ERR_BAD_TOKEN
+                                                                                : err.code,
+                                  err.message);
+        }
         return;
     }
     if (cmd.type == JW_CMD_PING)
-        jw_session_send_owned(s, jw_reply_pong(cmd.id));
+        jw_session_send(s, jw_reply_pong(cmd.id));
     else if (cmd.type == JW_CMD_AUTH)
         jw_session_handle_auth(s, &cmd);
     else if (s->state != S_ACTIVE)
@@ -240,7 +343,7 @@ close_now(struct jw_session *s, enum lws_close_status code, const char *reason)
 int
 jw_session_receive(struct jw_session *s, const void *in, size_t len)
 {
-    const struct jw_config *cfg = s->env->cfg;
+    const struct jw_config *cfg = s->reg->cfg;
     size_t max = cfg->client_max_message_bytes;
     if (s->close_code)
         return 0; /* closing: the rest of what the client says does not matter */
@@ -249,7 +352,7 @@ jw_session_receive(struct jw_session *s, const void *in, size_t len)
     int first = lws_is_first_fragment(s->wsi);
     int last = lws_is_final_fragment(s->wsi) && lws_remaining_packet_payload(s->wsi) == 0;
     if (first && !jw_bucket_take(&s->bucket, (unsigned)cfg->client_max_messages_per_second,
-                                 (unsigned)cfg->client_message_burst, jw_session_now_ms())) {
+                                 (unsigned)cfg->client_message_burst, jw_session_now_ms(s))) {
         jw_metric_add(JW_M_CLOSED_RATE_LIMITED, 1);
         jw_session_close_later(s, JW_CLOSE_TOO_MANY, "message rate limit exceeded");
         return 0;
@@ -278,7 +381,7 @@ jw_session_receive(struct jw_session *s, const void *in, size_t len)
     return 0;
 }
 
-/* ---- lifecycle ------------------------------------------------------------------------ */
+/* ---- lifecycle ---------------------------------------------------------------------------- */
 
 static enum jw_metric_id
 connections_gauge(const struct jw_session *s)
@@ -286,79 +389,83 @@ connections_gauge(const struct jw_session *s)
     return s->transport == JW_TRANSPORT_SSE ? JW_M_CONNECTIONS_SSE : JW_M_CONNECTIONS;
 }
 
-int
-jw_session_open(struct jw_session_env *env, struct jw_session *s, struct lws *wsi,
-                enum jw_transport transport)
+struct jw_session *
+jw_session_open(struct jw_sessions *reg, struct lws *wsi, enum jw_transport transport,
+                unsigned *status)
 {
-    const struct jw_config *cfg = env->cfg;
+    const struct jw_config *cfg = reg->cfg;
     char address[64], key[16];
-    memset(s, 0, sizeof(*s));
-    s->env = env;
-    s->wsi = wsi;
-    s->transport = (uint8_t)transport;
-    s->id = ++env->next_id;
-    jw_outq_init(&s->outq);
-    jw_bucket_init(&s->bucket, (unsigned)cfg->client_message_burst, jw_session_now_ms());
-    jw_session_client_address(env, wsi, address, sizeof(address));
-    if (jw_counts_acquire(env->per_address, address, (unsigned)cfg->max_connections_per_ip) < 0) {
+    jw_session_client_address(reg, wsi, address, sizeof address);
+    if (jw_counts_acquire(reg->per_address, address, (unsigned)cfg->max_connections_per_ip) < 0) {
         jw_metric_add(JW_M_CLOSED_TOO_MANY_CONNECTIONS, 1);
         jw_info(MOD, "refused a connection from %s: too many from this address", address);
         if (transport == JW_TRANSPORT_WEBSOCKET)
             lws_close_reason(wsi, (enum lws_close_status)JW_CLOSE_TOO_MANY,
                              (unsigned char *)"too many connections", 20);
-        return -EUSERS;
+        *status = 429;
+        return NULL;
     }
+    struct jw_session *s = jw_calloc(1, sizeof *s);
+    s->reg = reg;
+    s->wsi = wsi;
+    s->transport = (uint8_t)transport;
+    s->id = ++reg->next_id;
     s->address = jw_strdup(address);
-    snprintf(key, sizeof(key), "%08x", s->id);
-    jw_dict_set(env->by_id, key, s);
-    s->next = env->all;
-    if (env->all)
-        env->all->prev = s;
-    env->all = s;
-    s->open = 1;
+    s->deflate = transport == JW_TRANSPORT_WEBSOCKET && cfg->permessage_deflate;
+    jw_outq_init(&s->outq);
+    s->last_write_ms = s->progress_ms = jw_session_now_ms(s);
+    jw_bucket_init(&s->bucket, (unsigned)cfg->client_message_burst, s->last_write_ms);
+    ev_init(&s->timer, jw_session_on_timer);
+    s->timer.data = s;
+    id_key(s->id, key);
+    jw_dict_set(reg->by_id, key, s);
+    s->next = reg->all;
+    if (reg->all)
+        reg->all->prev = s;
+    reg->all = s;
+    reg->count++;
     jw_metric_add(connections_gauge(s), 1);
     jw_metric_add(JW_M_CONNECTIONS_ACCEPTED, 1);
     jw_info(MOD, "c%08x: connected from %s%s", s->id, s->address,
             transport == JW_TRANSPORT_SSE ? " (SSE)" : "");
-    if (transport == JW_TRANSPORT_SSE) {
-        s->sse_resumed = (uint8_t)jw_session_sse_resumed(wsi);
-        s->last_write_ms = jw_session_now_ms();
-    }
-
     if (jw_session_begin_auth(s) < 0) {
         jw_session_closed(s);
-        return -EACCES;
+        *status = 401;
+        return NULL;
     }
-    if (transport == JW_TRANSPORT_SSE)
-        jw_session_rearm(s); /* the heartbeat */
-    return 0;
+    jw_session_rearm(s); /* the SSE heartbeat */
+    return s;
 }
 
 void
 jw_session_closed(struct jw_session *s)
 {
-    if (!s->open)
-        return;
-    struct jw_session_env *env = s->env;
+    struct jw_sessions *reg = s->reg;
     char key[16];
-    s->open = 0;
     if (s->state == S_ACTIVE) {
         jw_metric_add(JW_M_SUBSCRIPTIONS, -(int64_t)jw_hub_subscription_count(&s->member));
-        jw_hub_leave(env->hub, &s->member);
+        jw_hub_leave(reg->hub, &s->member);
     }
     if (s->user_counted)
-        jw_counts_release(env->per_user, s->user_id);
-    jw_counts_release(env->per_address, s->address);
-    snprintf(key, sizeof(key), "%08x", s->id);
-    jw_dict_del(env->by_id, key);
-    jw_metric_add(JW_M_QUEUE_BYTES, -(int64_t)s->outq.bytes);
-    jw_outq_clear(&s->outq);
+        jw_counts_release(reg->per_user, s->user_id);
+    jw_counts_release(reg->per_address, s->address);
+    id_key(s->id, key);
+    jw_dict_del(reg->by_id, key);
+    clear_queue(s);
+    ev_timer_stop(reg->loop, &s->timer);
     if (s->prev)
         s->prev->next = s->next;
     else
-        env->all = s->next;
+        reg->all = s->next;
     if (s->next)
         s->next->prev = s->prev;
+    if (s->dirty) { /* unlink from this turn's flush list */
+        struct jw_session **p = &reg->dirty;
+        while (*p != s)
+            p = &(*p)->dirty_next;
+        *p = s->dirty_next;
+    }
+    reg->count--;
     jw_metric_add(connections_gauge(s), -1);
     jw_info(MOD, "c%08x: closed", s->id);
     free_op(s);
@@ -370,70 +477,30 @@ jw_session_closed(struct jw_session *s)
     free(s->user_id);
     free(s->address);
     free(s->partial);
-    s->user_id = s->address = s->partial = NULL;
-}
-
-int
-jw_session_writeable(struct jw_session *s)
-{
-    if (s->transport == JW_TRANSPORT_SSE)
-        return jw_session_sse_writeable(s);
-    /* Frames queued before the close (an error saying why) still go out first. */
-    if (s->close_code && !s->outq.count) {
-        lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,
-                         (unsigned char *)s->close_reason, strlen(s->close_reason));
-        return -1;
-    }
-    /* Several frames per turn, until the kernel pushes back (lws then holds the remainder).
-     * lws_send_pipe_choked costs a poll() syscall: ask only when another frame waits. */
-    struct jw_frame *f = jw_outq_peek(&s->outq);
-    size_t written = 0;
-    uint64_t now_ns = jw_monotonic_ns();
-    while (f) {
-        size_t len = f->stamped ? jw_frame_stamp(f, ++s->seq) : f->len;
-        if (lws_write(s->wsi, jw_frame_text(f), len, LWS_WRITE_TEXT) < (int)len) {
-            jw_info(MOD, "c%08x: write failed", s->id);
-            return -1;
-        }
-        if (f->origin_ns)
-            jw_metrics_observe_delivery_latency(now_ns - f->origin_ns);
-        written += jw_frame_cost(f);
-        jw_outq_pop(&s->outq);
-        f = jw_outq_peek(&s->outq);
-        if (f && lws_send_pipe_choked(s->wsi))
-            break;
-    }
-    jw_metric_add(JW_M_QUEUE_BYTES, -(int64_t)written);
-    if (s->outq.count || s->close_code)
-        lws_callback_on_writable(s->wsi);
-    return 0;
+    free(s->deflate_copy);
+    free(s->resume_id);
+    free(s);
 }
 
 void
-jw_session_deliver(void *ctx, struct jw_member *m, struct jw_event *ev)
+jw_sessions_tick(struct jw_sessions *reg)
 {
-    (void)ctx;
-    struct jw_session *s = m->owner;
-    if (jw_session_hold_event(s, ev))
+    const struct jw_config *cfg = reg->cfg;
+    if (!cfg->client_stall_timeout_s)
         return;
-    if (jw_session_enqueue(s, ev->frame) == 0)
-        jw_metric_add(JW_M_DELIVERIES, 1);
-}
-
-void
-jw_session_goaway(struct jw_session *s, uint32_t reconnect_after_ms)
-{
-    char text[64];
-    int n = snprintf(text, sizeof(text), "{\"type\":\"goaway\",\"reconnectAfterMs\":%u}",
-                     reconnect_after_ms);
-    jw_session_send_owned(s, jw_frame_new(text, (size_t)n, 0));
-    jw_session_close_later(s, JW_CLOSE_GOING_AWAY, "going away");
-}
-
-void
-jw_session_broadcast(struct jw_session_env *env, struct jw_frame *f)
-{
-    for (struct jw_session *s = env->all; s; s = s->next)
-        if (s->state == S_ACTIVE)
-            (void)jw_session_enqueue(s, f);
+    uint64_t limit = (uint64_t)cfg->client_stall_timeout_s * 1000u;
+    for (struct jw_session *s = reg->all; s; s = s->next) {
+        if (!s->outq.count || s->broken || jw_session_now_ms(s) - s->progress_ms < limit)
+            continue;
+        /* It stopped reading: nothing more can reach it, not even a close frame. */
+        jw_metric_add(JW_M_CLOSED_STALLED, 1);
+        jw_info(MOD, "c%08x: closing (%u): no write progress for %d s", s->id,
+                JW_CLOSE_SLOW_CONSUMER, cfg->client_stall_timeout_s);
+        s->broken = 1;
+        clear_queue(s);
+        if (s->transport == JW_TRANSPORT_WEBSOCKET)
+            lws_close_reason(s->wsi, (enum lws_close_status)JW_CLOSE_SLOW_CONSUMER,
+                             (unsigned char *)"stalled", 7);
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+    }
 }

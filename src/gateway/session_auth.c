@@ -10,47 +10,50 @@
 #include <strings.h>
 #include <time.h>
 
-#include <hiredis/hiredis.h>
-
 #include "jobwire/alloc.h"
+#include "jobwire/clock.h"
 #include "jobwire/log.h"
 #include "jobwire/metrics.h"
-#include "../redis/request.h"
+#include "headers.h"
 #include "session_private.h"
-#include "jobwire/redis.h"
+#include "sync.h"
 
 #define MOD JW_SESSION_MOD
 
-static int64_t
-wall_seconds(void)
-{
-    return (int64_t)time(NULL);
-}
-
 void
-jw_session_client_address(const struct jw_session_env *env, struct lws *wsi, char *out, size_t size)
+jw_session_client_address(const struct jw_sessions *reg, struct lws *wsi, char *out, size_t size)
 {
-    char peer[64] = "", xff[512];
+    char peer[64] = "";
     lws_get_peer_simple(wsi, peer, sizeof(peer));
-    int has_xff = lws_hdr_copy(wsi, xff, sizeof(xff), WSI_TOKEN_X_FORWARDED_FOR) > 0;
-    jw_client_address(peer, has_xff ? xff : NULL, env->trusted, env->ntrusted, out, size);
+    char *xff = jw_header(wsi, WSI_TOKEN_X_FORWARDED_FOR, 8192, NULL);
+    jw_client_address(peer, xff, reg->trusted, reg->ntrusted, out, size);
+    free(xff);
 }
 
-/* The bearer token of the upgrade request, if any: the Authorization header, or ?token= when
- * allowed. Returns its length (0 = none). */
-static size_t
-handshake_token(const struct jw_session_env *env, struct lws *wsi, char *buf, size_t size)
+/* The bearer token of the request, if any: the Authorization header, or ?token= when allowed.
+ * Returns its length (0 = none), or -1 when it is longer than JW_TOKEN_MAX. */
+static long
+handshake_token(const struct jw_sessions *reg, struct lws *wsi, char *buf, size_t size)
 {
-    int n = lws_hdr_copy(wsi, buf, (int)size, WSI_TOKEN_HTTP_AUTHORIZATION);
-    if (n > 7 && strncasecmp(buf, "Bearer ", 7) == 0) {
-        memmove(buf, buf + 7, (size_t)n - 6);
-        return (size_t)n - 7;
+    bool too_long = false;
+    char *auth = jw_header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, JW_TOKEN_MAX + 7, &too_long);
+    if (too_long)
+        return -1;
+    if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
+        size_t n = strlen(auth + 7);
+        memcpy(buf, auth + 7, n + 1);
+        explicit_bzero(auth, strlen(auth));
+        free(auth);
+        return (long)n;
     }
-    if (env->cfg->auth_allow_query_token) {
+    free(auth);
+    if (reg->cfg->auth_allow_query_token) {
+        if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS) > (int)size)
+            return -1;
         const char *v = lws_get_urlarg_by_name(wsi, "token=", buf, (int)size);
         if (v && *v) {
             memmove(buf, v, strlen(v) + 1);
-            return strlen(buf);
+            return (long)strlen(buf);
         }
     }
     return 0;
@@ -80,20 +83,24 @@ auth_failure_metric(enum jw_auth_result r)
 }
 
 unsigned
-jw_session_admit(struct jw_session_env *env, struct lws *wsi, unsigned flags, const char **why)
+jw_session_admit(struct jw_sessions *reg, struct lws *wsi, unsigned flags, const char **why)
 {
-    const struct jw_config *cfg = env->cfg;
-    char origin[256], address[64];
-    int has_origin = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) > 0;
-    if (!jw_origin_allowed(has_origin ? origin : NULL, cfg->allowed_origins,
-                           cfg->allowed_norigins)) {
+    const struct jw_config *cfg = reg->cfg;
+    char address[64];
+    bool too_long = false;
+    /* An Origin of any length is read whole: a long one is not "absent". */
+    char *origin = jw_header(wsi, WSI_TOKEN_ORIGIN, 4096, &too_long);
+    int allowed =
+        !too_long && jw_origin_allowed(origin, cfg->allowed_origins, cfg->allowed_norigins);
+    free(origin);
+    if (!allowed) {
         jw_metric_add(JW_M_AUTH_FAILURES_FORBIDDEN_ORIGIN, 1);
         *why = "origin not allowed";
         return HTTP_STATUS_FORBIDDEN;
     }
-    jw_session_client_address(env, wsi, address, sizeof(address));
+    jw_session_client_address(reg, wsi, address, sizeof(address));
     if (cfg->max_connections_per_ip &&
-        jw_counts_get(env->per_address, address) >= (unsigned)cfg->max_connections_per_ip) {
+        jw_counts_get(reg->per_address, address) >= (unsigned)cfg->max_connections_per_ip) {
         jw_metric_add(JW_M_CLOSED_TOO_MANY_CONNECTIONS, 1);
         *why = "too many connections from this address";
         return 429;
@@ -108,13 +115,18 @@ jw_session_admit(struct jw_session_env *env, struct lws *wsi, unsigned flags, co
         }
         return 0;
     }
-    if (!jw_auth_enabled(env->auth)) {
+    if (!jw_auth_enabled(reg->auth)) {
         *why = "no authentication method is configured";
         return HTTP_STATUS_UNAUTHORIZED;
     }
     /* A token in the handshake must be good; without one the client authenticates by message. */
     char token[JW_TOKEN_MAX + 16];
-    size_t len = handshake_token(env, wsi, token, sizeof(token));
+    long len = handshake_token(reg, wsi, token, sizeof(token));
+    if (len < 0) {
+        jw_metric_add(JW_M_AUTH_FAILURES_BAD_TOKEN, 1);
+        *why = "token too large";
+        return HTTP_STATUS_UNAUTHORIZED;
+    }
     if (!len && (flags & JW_ADMIT_SSE)) { /* no way to send an auth message later */
         jw_metric_add(JW_M_AUTH_FAILURES_MISSING_TOKEN, 1);
         *why = cfg->auth_allow_query_token ? "missing token (Authorization: Bearer, or ?token=)"
@@ -124,7 +136,7 @@ jw_session_admit(struct jw_session_env *env, struct lws *wsi, unsigned flags, co
     if (!len)
         return 0;
     struct jw_principal p;
-    enum jw_auth_result r = jw_auth_verify(env->auth, token, len, wall_seconds(), &p);
+    enum jw_auth_result r = jw_auth_verify(reg->auth, token, (size_t)len, jw_wall_seconds(), &p);
     explicit_bzero(token, sizeof(token));
     if (r != JW_AUTH_OK) {
         jw_metric_add(auth_failure_metric(r), 1);
@@ -138,50 +150,46 @@ jw_session_admit(struct jw_session_env *env, struct lws *wsi, unsigned flags, co
     return 0;
 }
 
-/* Refuses authentication: an error frame the client can read, then close 4401 or 4403. */
-static void
-refuse_auth(struct jw_session *s, const char *id, uint16_t code, const char *reason,
-            enum jw_metric_id metric)
+void
+jw_session_refuse_auth(struct jw_session *s, const char *id, uint16_t code, const char *reason)
 {
-    jw_metric_add(metric, 1);
     jw_session_send_error(
         s, id, code == JW_CLOSE_FORBIDDEN ? JW_ERR_FORBIDDEN : JW_ERR_UNAUTHENTICATED, reason);
     jw_session_close_later(s, code, reason);
 }
 
-/* The session's one deadline (auth timeout, then token expiry) and, for SSE, its heartbeat share
- * the wsi's one timer, set to the earlier of the two. lws 4.1 cannot cancel a wsi timer
- * (LWS_SET_TIMER_USEC_CANCEL fires it at once), so a callback that comes with nothing due only
- * re-arms: `deadline_ms` and `last_write_ms` are the truth, the lws timer only a wake-up. */
-#define MAX_TIMER_MS (24u * 3600u * 1000u) /* longer waits re-arm when the timer wakes */
-
-/* Wakes the session after `in_ms`, at most a day ahead (a distant exp must not overflow the
- * lws microsecond arithmetic). */
 static void
-wake_in(struct jw_session *s, uint64_t in_ms)
+refuse(struct jw_session *s, const char *id, uint16_t code, const char *reason,
+       enum jw_metric_id metric)
 {
-    if (!in_ms)
-        in_ms = 1; /* due now: still a real wake-up, never the cancel value */
-    lws_set_timer_usecs(s->wsi, (lws_usec_t)(in_ms < MAX_TIMER_MS ? in_ms : MAX_TIMER_MS) * 1000);
+    jw_metric_add(metric, 1);
+    jw_session_refuse_auth(s, id, code, reason);
 }
+
+/* ---- the session's timer -------------------------------------------------------------------
+ * One ev_timer per session serves its one deadline (auth timeout, then token expiry) and, for
+ * SSE, its heartbeat: it is set to the earlier of the two. Writes only update last_write_ms; a
+ * timer that fires with nothing due re-arms. */
 
 void
 jw_session_rearm(struct jw_session *s)
 {
-    uint64_t now = jw_session_now_ms();
+    uint64_t now = jw_session_now_ms(s);
     uint64_t at = s->deadline_ms ? s->deadline_ms : UINT64_MAX;
     uint64_t hb = jw_session_sse_heartbeat_at(s, now);
     if (hb < at)
         at = hb;
-    if (at != UINT64_MAX)
-        wake_in(s, at > now ? at - now : 0);
+    ev_timer_stop(s->reg->loop, &s->timer);
+    if (at == UINT64_MAX)
+        return;
+    ev_timer_set(&s->timer, at > now ? (double)(at - now) / 1000.0 : 0.0, 0.0);
+    ev_timer_start(s->reg->loop, &s->timer);
 }
 
 static void
 arm_deadline(struct jw_session *s, uint64_t in_ms)
 {
-    uint64_t now = jw_session_now_ms();
-    s->deadline_ms = in_ms > UINT64_MAX - now ? UINT64_MAX : now + in_ms;
+    s->deadline_ms = jw_add_sat(jw_session_now_ms(s), in_ms);
     jw_session_rearm(s);
 }
 
@@ -189,41 +197,47 @@ static void
 schedule_expiry(struct jw_session *s)
 {
     s->deadline_ms = 0;
-    if (!s->expires_at)
+    if (!s->expires_at) {
+        jw_session_rearm(s);
         return;
+    }
     /* Saturating: exp comes from a token and may be anything up to INT64_MAX. */
-    int64_t leeway = s->env->cfg->jwt_leeway_seconds, now = wall_seconds();
+    int64_t leeway = s->reg->cfg->jwt_leeway_seconds, now = jw_wall_seconds();
     int64_t at = s->expires_at > INT64_MAX - leeway ? INT64_MAX : s->expires_at + leeway;
     uint64_t in_s = at > now ? (uint64_t)(at - now) : 0;
     arm_deadline(s, in_s > UINT64_MAX / 1000u ? UINT64_MAX : in_s * 1000u);
 }
 
-int
-jw_session_timer(struct jw_session *s)
+void
+jw_session_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    uint64_t now = jw_session_now_ms();
-    if (s->close_code)
-        return 0;
+    (void)loop;
+    (void)revents;
+    struct jw_session *s = w->data;
+    uint64_t now = jw_session_now_ms(s);
+    if (s->close_code || s->broken)
+        return;
     jw_session_sse_timer(s, now);
     if (!s->deadline_ms || now < s->deadline_ms) { /* nothing due, or woken early */
         jw_session_rearm(s);
-        return 0;
+        return;
     }
     s->deadline_ms = 0;
     if (s->state == S_ACTIVE)
-        refuse_auth(s, "", JW_CLOSE_UNAUTHENTICATED, "token expired", JW_M_AUTH_FAILURES_EXPIRED);
+        refuse(s, "", JW_CLOSE_UNAUTHENTICATED, "token expired", JW_M_AUTH_FAILURES_EXPIRED);
     else
-        refuse_auth(s, "", JW_CLOSE_UNAUTHENTICATED, "authentication timeout",
-                    JW_M_AUTH_FAILURES_MISSING_TOKEN);
-    return 0;
+        refuse(s, "", JW_CLOSE_UNAUTHENTICATED, "authentication timeout",
+               JW_M_AUTH_FAILURES_MISSING_TOKEN);
 }
+
+/* ---- authentication ------------------------------------------------------------------------- */
 
 /* The principal is known and not revoked: join the hub and say welcome. */
 static void
 activate(struct jw_session *s, const struct jw_principal *p)
 {
-    struct jw_session_env *env = s->env;
-    if (jw_counts_acquire(env->per_user, p->user_id, (unsigned)env->cfg->max_connections_per_user) <
+    struct jw_sessions *reg = s->reg;
+    if (jw_counts_acquire(reg->per_user, p->user_id, (unsigned)reg->cfg->max_connections_per_user) <
         0) {
         jw_metric_add(JW_M_CLOSED_TOO_MANY_CONNECTIONS, 1);
         jw_session_send_error(s, "", JW_ERR_FORBIDDEN, "too many connections for this user");
@@ -237,27 +251,22 @@ activate(struct jw_session *s, const struct jw_principal *p)
     s->member.user_id = s->user_id;
     s->member.admin = p->admin;
     s->member.owner = s;
-    jw_hub_join(env->hub, &s->member);
+    jw_hub_join(reg->hub, &s->member);
     schedule_expiry(s);
     jw_info(MOD, "c%08x: authenticated as user %s%s", s->id, s->user_id,
             p->admin ? " (admin)" : "");
     char conn_id[16];
     snprintf(conn_id, sizeof(conn_id), "c%08x", s->id);
-    jw_session_send_owned(s, jw_reply_welcome(conn_id, s->user_id, p->admin));
-    if (s->sse_resumed) { /* no history is kept: the snapshots that follow are the recovery */
-        char text[64];
-        int n = snprintf(text, sizeof(text), "{\"type\":\"status\",\"live\":%s,\"resumed\":true}",
-                         env->link_up ? "true" : "false");
-        jw_session_send_owned(s, jw_frame_new(text, (size_t)n, 0));
-    }
+    bool live = jw_sync_live(reg->sync);
+    jw_session_send(s, jw_reply_welcome(conn_id, s->user_id, p->admin, live, s->expires_at));
 }
 
 static void
 finish_auth(struct jw_session *s, struct jw_session_op *op)
 {
-    const struct jw_config *cfg = s->env->cfg;
+    const struct jw_config *cfg = s->reg->cfg;
     if (op->refused) {
-        refuse_auth(s, op->cmd.id, JW_CLOSE_FORBIDDEN, "token revoked", JW_M_AUTH_FAILURES_REVOKED);
+        refuse(s, op->cmd.id, JW_CLOSE_FORBIDDEN, "token revoked", JW_M_AUTH_FAILURES_REVOKED);
         return;
     }
     if (op->unavailable && !cfg->revocation_fail_open) {
@@ -272,27 +281,26 @@ finish_auth(struct jw_session *s, struct jw_session_op *op)
     if (s->state == S_ACTIVE) { /* refresh */
         s->expires_at = op->principal.expires_at;
         schedule_expiry(s);
-        jw_session_send_owned(s,
-                              jw_reply_auth_ack(op->cmd.id, s->user_id, (long long)s->expires_at));
+        jw_session_send(s, jw_reply_auth_ack(op->cmd.id, s->user_id, (long long)s->expires_at));
         return;
     }
     activate(s, &op->principal);
 }
 
 static void
-on_revocation_reply(struct jw_redis_request *req)
+on_revocation(struct jw_redis_op *rop)
 {
-    struct jw_session *s = jw_session_by_tag(req->ctx, req->tag);
-    if (!s || !s->op || s->op->kind != OP_AUTH)
+    struct jw_session_op *op = jw_session_op_of(rop->ctx, rop->tag, rop->arg);
+    if (!op || op->kind != OP_AUTH)
         return; /* the client left meanwhile */
-    const redisReply *r = req->reply;
-    if (req->status < 0 || !r || r->type != REDIS_REPLY_INTEGER)
-        s->op->unavailable++;
+    if (rop->status < 0)
+        op->unavailable++;
     else
-        s->op->refused += r->integer > 0;
-    if (--s->op->outstanding)
+        op->refused += rop->r.revoked;
+    if (--op->outstanding)
         return;
-    finish_auth(s, s->op);
+    struct jw_session *s = op->s;
+    finish_auth(s, op);
     jw_session_end_op(s);
 }
 
@@ -311,13 +319,9 @@ start_auth(struct jw_session *s, const char *request_id, const struct jw_princip
         jw_session_end_op(s);
         return;
     }
-    char *key = jw_key_expand(s->env->cfg->revocation_key_template, "{jti}", p->jti);
-    const char *argv[] = {"EXISTS", key};
-    struct jw_redis_request *req =
-        jw_redis_request_new(2, argv, NULL, on_revocation_reply, s->env, s->id);
-    free(key);
     op->outstanding++;
-    jw_upstream_submit(s->env->upstream, req);
+    jw_upstream_submit(s->reg->upstream, jw_redis_op_new(JW_OP_REVOKED, p->jti, NULL, on_revocation,
+                                                         s->reg, s->id, op->serial));
 }
 
 void
@@ -325,8 +329,8 @@ jw_session_handle_auth(struct jw_session *s, const struct jw_cmd *cmd)
 {
     struct jw_principal p;
     enum jw_auth_result r =
-        jw_auth_enabled(s->env->auth)
-            ? jw_auth_verify(s->env->auth, cmd->token, cmd->token_len, wall_seconds(), &p)
+        jw_auth_enabled(s->reg->auth)
+            ? jw_auth_verify(s->reg->auth, cmd->token, cmd->token_len, jw_wall_seconds(), &p)
             : JW_AUTH_DISABLED;
     if (r != JW_AUTH_OK) {
         if (s->state == S_ACTIVE) { /* a bad refresh leaves the current token in force */
@@ -334,8 +338,8 @@ jw_session_handle_auth(struct jw_session *s, const struct jw_cmd *cmd)
             jw_session_send_error(s, cmd->id, JW_ERR_BAD_TOKEN, jw_auth_result_name(r));
             return;
         }
-        refuse_auth(s, cmd->id, JW_CLOSE_UNAUTHENTICATED, jw_auth_result_name(r),
-                    auth_failure_metric(r));
+        refuse(s, cmd->id, JW_CLOSE_UNAUTHENTICATED, jw_auth_result_name(r),
+               auth_failure_metric(r));
         return;
     }
     if (s->state == S_ACTIVE &&
@@ -350,23 +354,23 @@ jw_session_handle_auth(struct jw_session *s, const struct jw_cmd *cmd)
 int
 jw_session_begin_auth(struct jw_session *s)
 {
-    struct jw_session_env *env = s->env;
+    struct jw_sessions *reg = s->reg;
     struct jw_principal p;
     const char *why;
-    /* The upgrade was admitted already; the headers are still attached here. */
-    if (env->cfg->dev_auth) {
+    /* The request was admitted already; the headers are still attached here. */
+    if (reg->cfg->dev_auth) {
         if (dev_principal(s->wsi, &p, &why) < 0)
             return -1;
         activate(s, &p);
         return 0;
     }
     s->state = S_AWAIT_AUTH;
-    arm_deadline(s, (uint64_t)env->cfg->auth_timeout_ms);
+    arm_deadline(s, (uint64_t)reg->cfg->auth_timeout_ms);
     char token[JW_TOKEN_MAX + 16];
-    size_t len = handshake_token(env, s->wsi, token, sizeof(token));
-    if (!len)
-        return 0;
-    enum jw_auth_result r = jw_auth_verify(env->auth, token, len, wall_seconds(), &p);
+    long len = handshake_token(reg, s->wsi, token, sizeof(token));
+    if (len <= 0)
+        return len < 0 ? -1 : 0;
+    enum jw_auth_result r = jw_auth_verify(reg->auth, token, (size_t)len, jw_wall_seconds(), &p);
     explicit_bzero(token, sizeof(token));
     if (r != JW_AUTH_OK)
         return -1; /* admitted a moment ago; expired since */

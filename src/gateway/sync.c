@@ -1,361 +1,305 @@
 /*
- * Live-update continuity across Redis outages: pause/resume notices, resync snapshots and the
- * delivery probe (see live.h).
+ * The marker machine and the subscription's liveness (see sync.h).
  *
  * Invariants:
- * - a job has at most one resync fetch in flight (`fetches`, by job id);
- * - a fetch is freed only after its EXEC request came back, so the request's `arg` pointing at
- *   it is always valid when the reply is handled;
- * - held events are owned by their fetch and routed, in arrival order, right after its
- *   snapshot.
+ * - a fetch is in `sharable` (by job id) only while its read is exact and its marker has not
+ *   come back: a waiter that joins later could miss the events between the read and its own
+ *   subscription;
+ * - a fetch is in `by_serial` (for its marker) from its submission until it ends;
+ * - a fetch ends exactly once: when its answer is in and (for an exact read) its marker is back
+ *   or MARKER_GRACE has passed since the answer; then every waiter is called, in order, and the
+ *   fetch is freed.
  */
 #include "sync.h"
 
+#include <ev.h>
 #include <inttypes.h>
-#include <libwebsockets.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "jobwire/alloc.h"
 #include "jobwire/dict.h"
+#include "jobwire/event.h"
 #include "jobwire/log.h"
-#include "jobwire/metrics.h"
-#include "../redis/request.h"
-#include "../redis/snapshot.h"
 
-#define MOD "live"
-#define MARKER_GRACE_US (1000 * LWS_US_PER_MS)
-#define FETCH_RETRY_US (500 * LWS_US_PER_MS) /* the command link may come back after the other */
+#define MOD "sync"
+#define MARKER_GRACE 1.0 /* seconds: markers normally return within a millisecond */
+#define RETRY_FIRST 0.5  /* seconds before an unavailable snapshot is read again, doubling */
+#define RETRY_MAX 30.0
+
+struct waiter {
+    jw_fetch_fn fn;
+    void *ctx;
+    uint64_t a, b;
+};
 
 struct fetch {
-    struct jw_live *live;
-    char *job_id;
+    struct jw_sync *sync;
+    char *job;
     uint32_t serial;
-    uint8_t marker_seen, replied, grace_over;
-    struct jw_snapshot snap;
-    struct jw_msg *held, **held_tail; /* events after the marker, owned */
-    lws_sorted_usec_list_t grace;
+    bool answered, marker_seen, sharable;
+    uint64_t marker_id;
+    int status; /* the answer's */
+    bool exact;
+    struct jw_job_state state; /* taken over from the answer (owned) */
+    struct waiter *waiters;
+    size_t nwaiters, cap;
+    ev_timer grace;
 };
 
-struct jw_live {
-    struct jw_session_env *env;
-    struct lws_context *ctx;
-    char instance[40];
-    struct jw_dict *fetches; /* job id -> struct fetch */
+struct jw_sync {
+    const struct jw_config *cfg;
+    struct ev_loop *loop;
+    struct jw_upstream *up;
+    struct jw_sync_hooks hooks;
+    struct jw_dict *sharable;  /* job id -> fetch */
+    struct jw_dict *by_serial; /* "%x" serial -> fetch */
     uint32_t next_serial;
-    uint8_t was_up; /* the subscription has been up before: a new SUBSCRIBED is a resume */
-    lws_sorted_usec_list_t probe_timer;
-    uint8_t stopped; /* jw_live_stop() ran: timers are cancelled and may not be touched */
-    uint64_t probe_outstanding_since; /* ns of the oldest unanswered probe; 0 = none */
+    char own_prefix[192]; /* {prefix}__jobwire__:{epoch}: */
+    bool live, commands_ready;
+    ev_timer retry;     /* hooks.retry, with a growing delay */
+    double retry_delay; /* 0: no retry wanted */
 };
 
-static uint64_t
-ms_to_ns(uint64_t ms)
+static void
+serial_key(uint32_t serial, char key[12])
 {
-    return ms * 1000000u;
+    snprintf(key, 12, "%x", serial);
 }
 
-/* ---- routing ------------------------------------------------------------------------- */
-
-void
-jw_live_route(struct jw_live *live, struct jw_event *ev)
-{
-    struct jw_route_stats stats;
-    jw_hub_route(live->env->hub, ev, jw_session_deliver, NULL, &stats);
-    if (stats.denied)
-        jw_metric_add(JW_M_DELIVERIES_DENIED, (int64_t)stats.denied);
-    jw_event_free(ev);
-}
-
-/* ---- resync ---------------------------------------------------------------------------- */
+/* ---- fetches ------------------------------------------------------------------------------ */
 
 static void
 free_fetch(struct fetch *f)
 {
-    if (!f->live->stopped)
-        lws_sul_cancel(&f->grace);
-    while (f->held) {
-        struct jw_msg *next = f->held->next;
-        jw_event_free(jw_event_of(f->held));
-        f->held = next;
-    }
-    jw_snapshot_clear(&f->snap);
-    free(f->job_id);
+    ev_timer_stop(f->sync->loop, &f->grace);
+    free(f->state.owner);
+    free(f->state.json);
+    free(f->waiters);
+    free(f->job);
     free(f);
 }
 
-static void on_fetch_grace(lws_sorted_usec_list_t *sul);
-static void on_fetch_retry(lws_sorted_usec_list_t *sul);
-
 static void
-route_held(struct fetch *f)
+end_fetch(struct fetch *f)
 {
-    while (f->held) {
-        struct jw_msg *next = f->held->next;
-        jw_live_route(f->live, jw_event_of(f->held));
-        f->held = next;
-    }
-    f->held_tail = &f->held;
-}
-
-/* Routes the snapshot, then the events held after the marker, and drops the fetch. */
-static void
-maybe_finish_fetch(struct fetch *f)
-{
-    struct jw_live *live = f->live;
-    if (!f->replied)
-        return;
-    if (f->snap.unavailable && live->env->link_up && !live->stopped) {
-        /* The subscription is back but the command link is not (yet): try again shortly. The
-         * events held so far predate the next snapshot, so they go out now. */
-        route_held(f);
-        jw_snapshot_clear(&f->snap);
-        f->replied = f->marker_seen = f->grace_over = 0;
-        lws_sul_schedule(live->ctx, 0, &f->grace, on_fetch_retry, FETCH_RETRY_US);
-        return;
-    }
-    if (!f->marker_seen && !f->grace_over && !f->snap.unavailable && live->env->link_up &&
-        !live->stopped) {
-        if (!f->grace.list.owner)
-            lws_sul_schedule(live->ctx, 0, &f->grace, on_fetch_grace, MARKER_GRACE_US);
-        return;
-    }
-    jw_dict_del(live->fetches, f->job_id);
-    if (!f->snap.unavailable) {
-        jw_metric_add(JW_M_RESYNCS, 1);
-        jw_live_route(live, jw_snapshot_event(f->job_id, &f->snap));
-    }
-    route_held(f);
+    struct jw_sync *sync = f->sync;
+    char key[12];
+    serial_key(f->serial, key);
+    jw_dict_del(sync->by_serial, key);
+    if (f->sharable)
+        jw_dict_del(sync->sharable, f->job);
+    struct jw_fetch_result r = {
+        .state = f->status == 0 ? &f->state : NULL,
+        .position = f->status == 0 && f->exact && f->marker_seen ? f->marker_id : 0,
+    };
+    for (size_t i = 0; i < f->nwaiters; i++)
+        f->waiters[i].fn(f->waiters[i].ctx, f->waiters[i].a, f->waiters[i].b, &r);
     free_fetch(f);
 }
 
 static void
-on_fetch_grace(lws_sorted_usec_list_t *sul)
+on_grace(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    struct fetch *f = lws_container_of(sul, struct fetch, grace);
-    f->grace_over = 1;
-    maybe_finish_fetch(f);
+    (void)loop;
+    (void)revents;
+    struct fetch *f = w->data;
+    jw_debug(MOD, "job %s: marker not back in time; its held events are all delivered", f->job);
+    end_fetch(f);
 }
 
 static void
-on_fetch_reply(struct jw_redis_request *req)
+maybe_end(struct fetch *f)
 {
-    struct fetch *f = (struct fetch *)(uintptr_t)req->arg;
-    jw_snapshot_parse(f->live->env->cfg, req, &f->snap);
-    f->replied = 1;
-    maybe_finish_fetch(f);
-}
-
-static void
-submit_fetch(struct fetch *f)
-{
-    struct jw_live *live = f->live;
-    char marker[384];
-    snprintf(marker, sizeof(marker), "%sr:%x:%s", live->env->marker_prefix, f->serial, f->job_id);
-    jw_snapshot_submit(live->env->upstream, live->env->cfg, f->job_id, marker, on_fetch_reply, live,
-                       f->serial, (uint64_t)(uintptr_t)f);
-}
-
-static void
-on_fetch_retry(lws_sorted_usec_list_t *sul)
-{
-    struct fetch *f = lws_container_of(sul, struct fetch, grace);
-    f->serial = ++f->live->next_serial; /* markers of the failed attempt no longer count */
-    submit_fetch(f);
-}
-
-static void
-start_fetch(void *ctx, const char *job_id)
-{
-    struct jw_live *live = ctx;
-    if (jw_dict_get(live->fetches, job_id))
-        return; /* one in flight already */
-    struct fetch *f = jw_calloc(1, sizeof(*f));
-    f->live = live;
-    f->job_id = jw_strdup(job_id);
-    f->serial = ++live->next_serial;
-    f->held_tail = &f->held;
-    jw_dict_set(live->fetches, job_id, f);
-    submit_fetch(f);
-}
-
-static void
-resync_marker(struct jw_live *live, const char *what)
-{
-    unsigned serial;
-    int consumed = 0;
-    if (sscanf(what, "%x:%n", &serial, &consumed) != 1 || !consumed)
+    if (!f->answered)
         return;
-    struct fetch *f = jw_dict_get(live->fetches, what + consumed);
-    if (!f || f->serial != serial)
+    if (f->status < 0 || !f->exact || f->marker_seen) {
+        end_fetch(f);
         return;
-    f->marker_seen = 1;
-    maybe_finish_fetch(f);
-}
-
-/* ---- probe ------------------------------------------------------------------------------ */
-
-static void
-ignore_reply(struct jw_redis_request *req)
-{
-    (void)req;
-}
-
-static void
-on_probe_timer(lws_sorted_usec_list_t *sul)
-{
-    struct jw_live *live = lws_container_of(sul, struct jw_live, probe_timer);
-    const struct jw_config *cfg = live->env->cfg;
-    if (live->env->link_up && jw_upstream_command_ready(live->env->upstream)) {
-        uint64_t now = jw_monotonic_ns();
-        char channel[256];
-        snprintf(channel, sizeof(channel), "%sp:%" PRIu64, live->env->marker_prefix, now);
-        const char *argv[] = {"PUBLISH", channel, ""};
-        jw_upstream_submit(live->env->upstream,
-                           jw_redis_request_new(3, argv, NULL, ignore_reply, live, 0));
-        if (!live->probe_outstanding_since)
-            live->probe_outstanding_since = now;
     }
-    lws_sul_schedule(live->ctx, 0, &live->probe_timer, on_probe_timer,
-                     (lws_usec_t)cfg->probe_interval_ms * LWS_US_PER_MS);
-}
-
-static void
-probe_back(struct jw_live *live, const char *what)
-{
-    uint64_t sent = strtoull(what, NULL, 10), now = jw_monotonic_ns();
-    if (!sent || sent > now)
-        return;
-    jw_metric_set(JW_M_UPSTREAM_PROBE_LAG_NS, (int64_t)(now - sent));
-    if (sent >= live->probe_outstanding_since)
-        live->probe_outstanding_since = 0;
-}
-
-int
-jw_live_ready(const struct jw_live *live)
-{
-    const struct jw_config *cfg = live->env->cfg;
-    if (!live->env->link_up)
-        return 0;
-    return !cfg->probe_interval_ms || !live->probe_outstanding_since ||
-           jw_monotonic_ns() - live->probe_outstanding_since <
-               ms_to_ns((uint64_t)cfg->probe_timeout_ms);
-}
-
-/* ---- events and link state ------------------------------------------------------------ */
-
-static void
-handle_internal(struct jw_live *live, const char *id)
-{
-    size_t n = strlen(live->instance);
-    if (strncmp(id, live->instance, n) != 0 || id[n] != ':')
-        return; /* another replica's */
-    const char *what = id + n + 1;
-    if (strncmp(what, "m:", 2) == 0)
-        jw_session_marker(live->env, what + 2);
-    else if (strncmp(what, "r:", 2) == 0)
-        resync_marker(live, what + 2);
-    else if (strncmp(what, "p:", 2) == 0)
-        probe_back(live, what + 2);
-}
-
-int
-jw_live_take_event(struct jw_live *live, struct jw_event *ev)
-{
-    if (ev->kind == JW_KIND_INTERNAL) {
-        handle_internal(live, ev->job_id);
-        jw_event_free(ev);
-        return 1;
+    /* Exact read, marker still on its way (or lost with the subscription). */
+    if (!ev_is_active(&f->grace)) {
+        ev_timer_set(&f->grace, f->sync->live ? MARKER_GRACE : 0.0, 0.0);
+        ev_timer_start(f->sync->loop, &f->grace);
     }
-    if (!jw_dict_size(live->fetches))
-        return 0; /* no resync under way: the common case, without hashing the job id */
-    struct fetch *f = jw_dict_get(live->fetches, ev->job_id);
-    if (!f || !f->marker_seen)
-        return 0; /* before the marker: older than the snapshot, routed now */
-    ev->msg.next = NULL;
-    *f->held_tail = &ev->msg;
-    f->held_tail = &ev->msg.next;
-    return 1;
+}
+
+static void
+on_answer(struct jw_redis_op *op)
+{
+    struct jw_sync *sync = op->ctx;
+    char key[12];
+    serial_key((uint32_t)op->tag, key);
+    struct fetch *f = jw_dict_get(sync->by_serial, key);
+    if (!f)
+        return; /* cannot happen: a fetch waits for its answer */
+    f->answered = true;
+    f->status = op->status;
+    f->exact = op->exact;
+    f->state = op->r.state; /* taken over: the op is freed after this returns */
+    memset(&op->r.state, 0, sizeof op->r.state);
+    maybe_end(f);
 }
 
 void
-jw_live_link_state(struct jw_live *live, enum jw_link_state state)
+jw_sync_fetch(struct jw_sync *sync, const char *job, jw_fetch_fn fn, void *ctx, uint64_t a,
+              uint64_t b)
 {
-    struct jw_session_env *env = live->env;
-    int up = state == JW_LINK_SUBSCRIBED;
-    if (up == env->link_up)
-        return;
-    env->link_up = (uint8_t)up;
-    live->probe_outstanding_since = 0;
-    if (!up) {
-        static const char paused[] = "{\"type\":\"status\",\"live\":false,"
-                                     "\"reason\":\"redis unavailable\"}";
-        struct jw_frame *f = jw_frame_new(paused, sizeof(paused) - 1, 0);
-        jw_session_broadcast(env, f);
-        jw_frame_unref(f);
-        return;
+    struct fetch *f = jw_dict_get(sync->sharable, job);
+    if (!f) {
+        f = jw_calloc(1, sizeof *f);
+        f->sync = sync;
+        f->job = jw_strdup(job);
+        f->serial = ++sync->next_serial;
+        ev_init(&f->grace, on_grace);
+        f->grace.data = f;
+        char key[12], channel[256];
+        serial_key(f->serial, key);
+        jw_dict_set(sync->by_serial, key, f);
+        /* On a cluster no read is exact: nothing to share (see sync.h). */
+        f->sharable = sync->cfg->redis_ncluster_nodes == 0;
+        if (f->sharable)
+            jw_dict_set(sync->sharable, f->job, f);
+        snprintf(channel, sizeof channel, "%sm:%x", sync->own_prefix, f->serial);
+        jw_upstream_submit(
+            sync->up, jw_redis_op_new(JW_OP_SNAPSHOT, job, channel, on_answer, sync, f->serial, 0));
     }
-    if (!live->was_up) {
-        live->was_up = 1;
-        return;
+    if (f->nwaiters == f->cap) {
+        f->cap = f->cap ? f->cap * 2 : 4;
+        f->waiters = jw_realloc(f->waiters, f->cap * sizeof *f->waiters);
     }
-    static const char resumed[] = "{\"type\":\"status\",\"live\":true}";
-    struct jw_frame *f = jw_frame_new(resumed, sizeof(resumed) - 1, 0);
-    jw_session_broadcast(env, f);
-    jw_frame_unref(f);
-    jw_info(MOD, "subscription is back: resyncing %zu subscribed jobs", jw_hub_job_count(env->hub));
-    jw_hub_foreach_job(env->hub, start_fetch, live);
+    f->waiters[f->nwaiters++] = (struct waiter){fn, ctx, a, b};
 }
 
-/* ---- lifetime -------------------------------------------------------------------------- */
-
-struct jw_live *
-jw_live_new(struct jw_session_env *env, struct lws_context *ctx, const char *instance)
+void
+jw_sync_marker(struct jw_sync *sync, const char *what, uint64_t id)
 {
-    struct jw_live *live = jw_calloc(1, sizeof(*live));
-    live->env = env;
-    live->ctx = ctx;
-    snprintf(live->instance, sizeof(live->instance), "%s", instance);
-    live->fetches = jw_dict_new();
-    if (env->cfg->probe_interval_ms)
-        lws_sul_schedule(ctx, 0, &live->probe_timer, on_probe_timer,
-                         (lws_usec_t)env->cfg->probe_interval_ms * LWS_US_PER_MS);
-    return live;
+    char key[12];
+    unsigned serial;
+    if (sscanf(what, "%x", &serial) != 1)
+        return;
+    serial_key(serial, key);
+    struct fetch *f = jw_dict_get(sync->by_serial, key);
+    if (!f || f->marker_seen)
+        return;
+    f->marker_seen = true;
+    f->marker_id = id;
+    if (f->sharable) { /* from here on a new waiter could miss events: no more sharing */
+        jw_dict_del(sync->sharable, f->job);
+        f->sharable = false;
+    }
+    maybe_end(f);
+}
+
+/* ---- liveness and retries ------------------------------------------------------------------- */
+
+static void
+on_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct jw_sync *sync = w->data;
+    if (!sync->commands_ready)
+        return; /* the next readiness starts it again */
+    double next = sync->retry_delay * 2;
+    sync->retry_delay = 0; /* a resync that fails again asks again (jw_sync_want_retry) */
+    sync->hooks.retry(sync->hooks.ctx);
+    if (sync->retry_delay) { /* it failed at once: wait longer */
+        sync->retry_delay = next < RETRY_MAX ? next : RETRY_MAX;
+        ev_timer_stop(sync->loop, &sync->retry);
+        ev_timer_set(&sync->retry, sync->retry_delay, 0.0);
+        ev_timer_start(sync->loop, &sync->retry);
+    }
+}
+
+void
+jw_sync_want_retry(struct jw_sync *sync)
+{
+    if (sync->retry_delay)
+        return; /* scheduled already */
+    sync->retry_delay = RETRY_FIRST;
+    if (!sync->commands_ready)
+        return; /* started when the command side is ready */
+    ev_timer_set(&sync->retry, sync->retry_delay, 0.0);
+    ev_timer_start(sync->loop, &sync->retry);
+}
+
+void
+jw_sync_link_state(struct jw_sync *sync, enum jw_link_state subscriber, bool commands_ready)
+{
+    bool live = subscriber == JW_LINK_SUBSCRIBED;
+    bool was_ready = sync->commands_ready;
+    sync->commands_ready = commands_ready;
+    if (commands_ready && !was_ready && sync->retry_delay) {
+        ev_timer_stop(sync->loop, &sync->retry);
+        ev_timer_set(&sync->retry, 0.0, 0.0); /* at once: Redis can answer again */
+        ev_timer_start(sync->loop, &sync->retry);
+    }
+    if (live == sync->live)
+        return;
+    sync->live = live;
+    if (!live) {
+        jw_info(MOD, "subscription lost: clients are told live updates pause");
+        sync->hooks.live(sync->hooks.ctx, false);
+        return;
+    }
+    /* Back, or up for the first time: clients that connected meanwhile were told live:false in
+     * their welcome, so the first subscription is a resume too. */
+    jw_info(MOD, "subscription active: live updates and fresh snapshots for every client");
+    sync->hooks.live(sync->hooks.ctx, true);
+    sync->hooks.resync(sync->hooks.ctx);
+}
+
+bool
+jw_sync_live(const struct jw_sync *sync)
+{
+    return sync->live;
+}
+
+const char *
+jw_sync_own_prefix(const struct jw_sync *sync)
+{
+    return sync->own_prefix;
+}
+
+/* ---- lifetime ----------------------------------------------------------------------------------
+ */
+
+struct jw_sync *
+jw_sync_new(const struct jw_config *cfg, struct ev_loop *loop, struct jw_upstream *up,
+            const struct jw_sync_hooks *hooks)
+{
+    struct jw_sync *sync = jw_calloc(1, sizeof *sync);
+    sync->cfg = cfg;
+    sync->loop = loop;
+    sync->up = up;
+    sync->hooks = *hooks;
+    sync->sharable = jw_dict_new();
+    sync->by_serial = jw_dict_new();
+    snprintf(sync->own_prefix, sizeof sync->own_prefix, "%s%s:%s:", cfg->channel_prefix,
+             JW_INTERNAL_KIND, jw_event_epoch());
+    ev_init(&sync->retry, on_retry);
+    sync->retry.data = sync;
+    return sync;
 }
 
 static void
-free_fetch_entry(void *ctx, const char *key, void *value)
+drop_fetch(void *ctx, const char *key, void *value)
 {
     (void)ctx;
     (void)key;
     free_fetch(value);
 }
 
-static void
-cancel_fetch_grace(void *ctx, const char *key, void *value)
-{
-    (void)ctx;
-    (void)key;
-    lws_sul_cancel(&((struct fetch *)value)->grace);
-}
-
 void
-jw_live_stop(struct jw_live *live)
+jw_sync_free(struct jw_sync *sync)
 {
-    lws_sul_cancel(&live->probe_timer);
-    jw_dict_foreach(live->fetches, cancel_fetch_grace, NULL);
-    live->stopped = 1;
-}
-
-void
-jw_live_free(struct jw_live *live)
-{
-    if (!live)
+    if (!sync)
         return;
-    if (!live->stopped)
-        jw_live_stop(live);
-    jw_dict_foreach(live->fetches, free_fetch_entry, NULL);
-    jw_dict_free(live->fetches);
-    free(live);
+    ev_timer_stop(sync->loop, &sync->retry);
+    jw_dict_foreach(sync->by_serial, drop_fetch, sync);
+    jw_dict_free(sync->by_serial);
+    jw_dict_free(sync->sharable);
+    free(sync);
 }

@@ -7,6 +7,8 @@
  */
 #include "backoff.h"
 
+#include "jobwire/rand.h"
+
 void
 jw_backoff_init(struct jw_backoff *b, uint32_t initial_ms, uint32_t max_ms, double multiplier,
                 uint64_t seed)
@@ -17,16 +19,6 @@ jw_backoff_init(struct jw_backoff *b, uint32_t initial_ms, uint32_t max_ms, doub
     b->multiplier = !(multiplier >= 1.0) ? 1.0 : multiplier;
     b->attempt = 0;
     b->rng_state = seed;
-}
-
-/* splitmix64 (Steele, Lea, Flood 2014): passes BigCrush, any seed (0 included) is fine. */
-uint64_t
-jw_random_next(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
 }
 
 uint32_t

@@ -30,7 +30,4 @@ uint32_t jw_backoff_ceiling(const struct jw_backoff *b);
 uint32_t jw_backoff_next(struct jw_backoff *b);
 void jw_backoff_reset(struct jw_backoff *b);
 
-/* splitmix64: the next pseudo-random number of `state` (jitter, not cryptography). */
-uint64_t jw_random_next(uint64_t *state);
-
 #endif

@@ -1,21 +1,22 @@
 /*
- * One Redis connection and its state machine (redislink.h), shared by the subscriber and the
- * command roles of the upstream thread.
+ * One Redis connection and its state machine (link.h), shared by the roles of the Redis thread.
  *
  * Transport is a plain bufferevent, or an OpenSSL one when the upstream has a TLS context
- * (redistls.h: verification and the error reasons); the bytes it reads are fed to a hiredis
- * redisReader that only parses RESP, and commands are built by redisFormatCommandArgv
+ * (tls.h: verification and the error reasons); the bytes it reads are fed to a hiredis
+ * redisReader that only parses RESP into bounded trees (resp.h), and commands are built by
+ * redisFormatCommandArgv
  * (ARCHITECTURE.md: hiredis' own networking has no timeouts). Three timers drive the state machine:
  *   deadline  one-shot: the current wait (connect, AUTH reply, and whatever the role waits for:
  *             PSUBSCRIBE confirmations, a PONG, the oldest command reply) must end before it
  *             fires, else the role or the link declares the connection dead;
  *   ping      periodic in the role's up state: the role decides whether to send a health PING;
  *   retry     one-shot in BACKOFF: reconnects after a jittered exponential delay.
- * Any error, timeout or EOF goes through jw_redislink_fail(), the single way into BACKOFF.
+ * Any error, timeout or EOF goes through jw_link_fail(), the single way into BACKOFF.
  *
- * Memory bound: a reply is parsed as soon as it is complete, and the bytes the reader holds for
- * an incomplete reply may not exceed `reply_limit`; beyond that the connection is dropped and
- * re-established (hiredis 0.14's maxbuf only trims idle buffer space, it is no cap).
+ * Memory bound: a reply is parsed as soon as it is complete and kept within the role's limits
+ * (resp.h); what the reader buffers for one incomplete reply may not exceed JW_RESP_HARD_LIMIT
+ * (hiredis holds a bulk string whole before it hands it over), beyond which the connection is
+ * dropped and re-established.
  *
  * The process must ignore SIGPIPE (a write to a reset socket would otherwise kill it).
  */
@@ -42,7 +43,9 @@
 #include <event2/bufferevent_ssl.h>
 #include <openssl/ssl.h>
 
+#include "jobwire/clock.h"
 #include "jobwire/log.h"
+#include "jobwire/rand.h"
 #include "tls.h"
 
 #define MOD "upstream"
@@ -72,14 +75,6 @@ metric_set(enum jw_metric_id id, int64_t value)
         jw_metric_set(id, value);
 }
 
-uint64_t
-jw_redislink_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static struct timeval
 ms_to_tv(uint64_t ms)
 {
@@ -87,27 +82,14 @@ ms_to_tv(uint64_t ms)
     return tv;
 }
 
-bool
-jw_reply_is_str(const redisReply *r)
-{
-    return r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS;
-}
-
-bool
-jw_reply_str_eq(const redisReply *r, const char *s)
-{
-    size_t n = strlen(s);
-    return jw_reply_is_str(r) && r->len == n && strncasecmp(r->str, s, n) == 0;
-}
-
 enum jw_link_state
-jw_redislink_state(const struct jw_redislink *l)
+jw_link_state(const struct jw_link *l)
 {
-    return (enum jw_link_state)atomic_load(&((struct jw_redislink *)l)->state);
+    return (enum jw_link_state)atomic_load(&((struct jw_link *)l)->state);
 }
 
 void
-jw_redislink_set_state(struct jw_redislink *l, enum jw_link_state st, const char *reason)
+jw_link_set_state(struct jw_link *l, enum jw_link_state st, const char *reason)
 {
     atomic_store(&l->state, (int)st);
     if (l->role->state)
@@ -115,22 +97,22 @@ jw_redislink_set_state(struct jw_redislink *l, enum jw_link_state st, const char
 }
 
 void
-jw_redislink_arm(struct jw_redislink *l, uint64_t ms)
+jw_link_arm(struct jw_link *l, uint64_t ms)
 {
     struct timeval tv = ms_to_tv(ms);
     evtimer_add(l->_deadline, &tv);
 }
 
 void
-jw_redislink_disarm(struct jw_redislink *l)
+jw_link_disarm(struct jw_link *l)
 {
     evtimer_del(l->_deadline);
 }
 
 uint64_t
-jw_redislink_down_ms(const struct jw_redislink *l)
+jw_link_down_ms(const struct jw_link *l)
 {
-    return jw_redislink_now_ms() - l->_down_since_ms;
+    return jw_now_ms() - l->_down_since_ms;
 }
 
 /* Frees the bufferevent (closing the socket) and stops every per-connection timer. Safe inside
@@ -138,7 +120,7 @@ jw_redislink_down_ms(const struct jw_redislink *l)
  * finalizes the bufferevent afterwards. The reader stays until the next connect for the same
  * reason. */
 static void
-link_close(struct jw_redislink *l)
+link_close(struct jw_link *l)
 {
     if (l->_bev) {
         bufferevent_free(l->_bev);
@@ -150,17 +132,18 @@ link_close(struct jw_redislink *l)
         evtimer_del(l->_ping);
     l->ping_pending = false;
     l->_probing = false;
+    l->_paused = false;
     l->_gen++;
 }
 
 void
-jw_redislink_write(struct jw_redislink *l, const char *data, size_t len)
+jw_link_write(struct jw_link *l, const char *data, size_t len)
 {
     bufferevent_write(l->_bev, data, len);
 }
 
 void
-jw_redislink_send(struct jw_redislink *l, int argc, const char **argv)
+jw_link_send(struct jw_link *l, int argc, const char **argv)
 {
     char *cmd = NULL;
     int len = redisFormatCommandArgv(&cmd, argc, argv, NULL);
@@ -174,26 +157,26 @@ jw_redislink_send(struct jw_redislink *l, int argc, const char **argv)
 }
 
 void
-jw_redislink_send_ping(struct jw_redislink *l)
+jw_link_send_ping(struct jw_link *l)
 {
     const char *argv[1] = {"PING"};
-    jw_redislink_send(l, 1, argv);
+    jw_link_send(l, 1, argv);
     l->ping_pending = true;
-    l->ping_deadline_ms = jw_redislink_now_ms() + (uint64_t)l->cfg->redis_read_timeout_ms;
-    jw_redislink_arm(l, (uint64_t)l->cfg->redis_read_timeout_ms);
+    l->ping_deadline_ms = jw_now_ms() + (uint64_t)l->cfg->redis_read_timeout_ms;
+    jw_link_arm(l, (uint64_t)l->cfg->redis_read_timeout_ms);
 }
 
 void
-jw_redislink_fail(struct jw_redislink *l, const char *reason, const char *detail)
+jw_link_fail(struct jw_link *l, const char *reason, const char *detail)
 {
-    enum jw_link_state was = jw_redislink_state(l);
+    enum jw_link_state was = jw_link_state(l);
     if (was == JW_LINK_BACKOFF || was == JW_LINK_STOPPED || was == JW_LINK_IDLE)
         return;
     link_close(l);
     l->_redirected = false; /* the next attempt starts over (discovery included) */
     metric_add(l->role->m_errors, 1);
 
-    uint64_t now = jw_redislink_now_ms();
+    uint64_t now = jw_now_ms();
     if (was == l->role->up_state) {
         metric_set(l->role->m_up, 0);
         l->_down_since_ms = now;
@@ -206,7 +189,7 @@ jw_redislink_fail(struct jw_redislink *l, const char *reason, const char *detail
     jw_warn(MOD, "%sredis %s:%d %s while %s%s%s; reconnecting in %u ms (attempt %u)",
             l->role->log_prefix, l->host, l->port, reason, jw_link_state_name(was),
             detail ? ": " : "", detail ? detail : "", delay, attempt);
-    jw_redislink_set_state(l, JW_LINK_BACKOFF, reason);
+    jw_link_set_state(l, JW_LINK_BACKOFF, reason);
     struct timeval tv = ms_to_tv(delay);
     evtimer_add(l->_retry, &tv);
     if (l->role->closed)
@@ -214,12 +197,38 @@ jw_redislink_fail(struct jw_redislink *l, const char *reason, const char *detail
 }
 
 void
-jw_redislink_up(struct jw_redislink *l)
+jw_link_reconnect_now(struct jw_link *l, const char *reason, const char *detail)
+{
+    enum jw_link_state was = jw_link_state(l);
+    if (was == JW_LINK_IDLE || was == JW_LINK_STOPPED)
+        return;
+    if (was != JW_LINK_BACKOFF) {
+        link_close(l);
+        metric_add(l->role->m_errors, 1);
+        if (was == l->role->up_state) {
+            metric_set(l->role->m_up, 0);
+            l->_down_since_ms = jw_now_ms();
+        }
+    }
+    l->_redirected = false;
+    evtimer_del(l->_retry);
+    jw_backoff_reset(&l->_backoff);
+    jw_warn(MOD, "%sredis %s:%d %s while %s%s%s; reconnecting now", l->role->log_prefix, l->host,
+            l->port, reason, jw_link_state_name(was), detail ? ": " : "", detail ? detail : "");
+    jw_link_set_state(l, JW_LINK_BACKOFF, reason);
+    struct timeval now = {0, 0};
+    evtimer_add(l->_retry, &now);
+    if (was != JW_LINK_BACKOFF && l->role->closed)
+        l->role->closed(l, -ENOTCONN);
+}
+
+void
+jw_link_up(struct jw_link *l)
 {
     evtimer_del(l->_deadline);
-    l->_up_since_ms = jw_redislink_now_ms();
+    l->_up_since_ms = jw_now_ms();
     metric_set(l->role->m_up, 1);
-    jw_redislink_set_state(l, l->role->up_state, NULL);
+    jw_link_set_state(l, l->role->up_state, NULL);
     if (l->cfg->redis_ping_interval_ms > 0) {
         struct timeval tv = ms_to_tv((uint64_t)l->cfg->redis_ping_interval_ms);
         evtimer_add(l->_ping, &tv);
@@ -228,70 +237,113 @@ jw_redislink_up(struct jw_redislink *l)
 
 /* The connect and AUTH phases are the link's; everything after belongs to the role. */
 static void
-handle_reply(struct jw_redislink *l, redisReply *r)
+handle_reply(struct jw_link *l, struct jw_resp *r)
 {
-    if (jw_redislink_state(l) != JW_LINK_AUTHENTICATING) {
+    if (jw_link_state(l) != JW_LINK_AUTHENTICATING) {
         l->role->reply(l, r); /* ownership passes */
         return;
     }
-    if (r->type == REDIS_REPLY_ERROR) {
+    if (r->type == JW_RESP_ERROR) {
         /* Redis error texts (WRONGPASS, NOAUTH, NOPERM ...) never echo the password. A NOAUTH
          * answer to the opening PING means the server wants a password we do not have. */
-        jw_redislink_fail(l, R_AUTH_REFUSED, r->str);
-    } else if (!jw_reply_str_eq(r, l->_probing ? "PONG" : "OK")) {
-        jw_redislink_fail(l, R_PROTOCOL,
-                          l->_probing ? "unexpected reply to PING" : "unexpected reply to AUTH");
+        jw_link_fail(l, R_AUTH_REFUSED, r->str);
+    } else if (!jw_resp_str_eq(r, l->_probing ? "PONG" : "OK")) {
+        jw_link_fail(l, R_PROTOCOL,
+                     l->_probing ? "unexpected reply to PING" : "unexpected reply to AUTH");
     } else {
         l->_probing = false;
         evtimer_del(l->_deadline);
         l->role->opened(l);
     }
-    freeReplyObject(r);
+    jw_resp_free(r);
 }
 
+/* Hands every complete reply the reader holds to the role, until the role pauses or the
+ * connection goes. Returns false when the connection was closed meanwhile. */
+static bool
+drain_reader(struct jw_link *l, uint64_t gen)
+{
+    while (!l->_paused) {
+        void *reply = NULL;
+        if (redisReaderGetReply(l->_reader, &reply) != REDIS_OK) {
+            jw_link_fail(l, R_PROTOCOL, l->_reader->errstr);
+            return false;
+        }
+        if (reply == NULL)
+            return true;
+        handle_reply(l, reply);
+        if (l->_gen != gen)
+            return false; /* closed: the transport and the reader are no longer ours */
+    }
+    return true;
+}
+
+/* Feeds one buffer chunk at a time and takes every complete reply before the next, so the
+ * reader never holds more than one incomplete reply plus one chunk. */
 static void
 on_read(struct bufferevent *bev, void *arg)
 {
-    struct jw_redislink *l = arg;
+    struct jw_link *l = arg;
     uint64_t gen = l->_gen;
     struct evbuffer *in = bufferevent_get_input(bev);
     struct evbuffer_iovec vec;
 
-    /* Feed one buffer chunk at a time and take every complete reply before the next, so the
-     * reader never holds more than one incomplete reply plus one chunk. */
-    while (evbuffer_peek(in, -1, NULL, &vec, 1) > 0 && vec.iov_len > 0) {
+    if (!drain_reader(l, gen))
+        return;
+    while (!l->_paused && evbuffer_peek(in, -1, NULL, &vec, 1) > 0 && vec.iov_len > 0) {
         int rc = redisReaderFeed(l->_reader, vec.iov_base, vec.iov_len);
         evbuffer_drain(in, vec.iov_len);
         if (rc != REDIS_OK) {
-            jw_redislink_fail(l, R_PROTOCOL, l->_reader->errstr);
+            jw_link_fail(l, R_PROTOCOL, l->_reader->errstr);
             return;
         }
-        for (;;) {
-            void *reply = NULL;
-            if (redisReaderGetReply(l->_reader, &reply) != REDIS_OK) {
-                jw_redislink_fail(l, R_PROTOCOL, l->_reader->errstr);
-                return;
-            }
-            if (reply == NULL)
-                break;
-            handle_reply(l, reply);
-            if (l->_gen != gen)
-                return; /* the connection was closed; `bev` and `in` are no longer ours */
-        }
+        if (!drain_reader(l, gen))
+            return;
         size_t pending = l->_reader->len - l->_reader->pos;
-        if (pending > l->_reply_limit) {
+        if (pending > JW_RESP_HARD_LIMIT) {
             char detail[96];
-            snprintf(detail, sizeof detail, "%zu bytes buffered, limit %zu", pending,
-                     l->_reply_limit);
-            metric_add(l->role->m_too_large, 1);
-            jw_redislink_fail(l, R_TOO_LARGE, detail);
+            snprintf(detail, sizeof detail, "%zu bytes buffered for one reply, limit %u", pending,
+                     JW_RESP_HARD_LIMIT);
+            jw_link_fail(l, R_TOO_LARGE, detail);
             return;
         }
     }
 }
 
+void
+jw_link_pause(struct jw_link *l)
+{
+    if (l->_paused)
+        return;
+    l->_paused = true;
+    if (l->_bev)
+        bufferevent_disable(l->_bev, EV_READ);
+    evtimer_del(l->_deadline);
+    evtimer_del(l->_ping);
+}
+
+void
+jw_link_resume(struct jw_link *l)
+{
+    if (!l->_paused)
+        return;
+    l->_paused = false;
+    if (!l->_bev)
+        return;
+    bufferevent_enable(l->_bev, EV_READ);
+    if (l->ping_pending) { /* the PONG may be among what was not read: a fresh wait for it */
+        l->ping_deadline_ms = jw_now_ms() + (uint64_t)l->cfg->redis_read_timeout_ms;
+        jw_link_arm(l, (uint64_t)l->cfg->redis_read_timeout_ms);
+    }
+    if (jw_link_state(l) == l->role->up_state && l->cfg->redis_ping_interval_ms > 0) {
+        struct timeval tv = ms_to_tv((uint64_t)l->cfg->redis_ping_interval_ms);
+        evtimer_add(l->_ping, &tv);
+    }
+    on_read(l->_bev, l); /* what was read before the pause, then what the socket holds */
+}
+
 static void
-on_connected(struct jw_redislink *l)
+on_connected(struct jw_link *l)
 {
     evtimer_del(l->_deadline);
     int fd = bufferevent_getfd(l->_bev);
@@ -305,16 +357,16 @@ on_connected(struct jw_redislink *l)
         if (l->username && l->username[0])
             argv[argc++] = l->username;
         argv[argc++] = l->password;
-        jw_redislink_set_state(l, JW_LINK_AUTHENTICATING, NULL);
-        jw_redislink_send(l, argc, argv);
-        jw_redislink_arm(l, (uint64_t)c->redis_read_timeout_ms);
+        jw_link_set_state(l, JW_LINK_AUTHENTICATING, NULL);
+        jw_link_send(l, argc, argv);
+        jw_link_arm(l, (uint64_t)c->redis_read_timeout_ms);
     } else if (l->role->probe) {
         /* No AUTH to prove that a server answers: a PING does, before the role takes over. */
         const char *argv[1] = {"PING"};
         l->_probing = true;
-        jw_redislink_set_state(l, JW_LINK_AUTHENTICATING, NULL);
-        jw_redislink_send(l, 1, argv);
-        jw_redislink_arm(l, (uint64_t)c->redis_read_timeout_ms);
+        jw_link_set_state(l, JW_LINK_AUTHENTICATING, NULL);
+        jw_link_send(l, 1, argv);
+        jw_link_arm(l, (uint64_t)c->redis_read_timeout_ms);
     } else {
         l->role->opened(l);
     }
@@ -323,7 +375,7 @@ on_connected(struct jw_redislink *l)
 static void
 on_bev_event(struct bufferevent *bev, short what, void *arg)
 {
-    struct jw_redislink *l = arg;
+    struct jw_link *l = arg;
     char detail[320];
 
     if (what & BEV_EVENT_CONNECTED) {
@@ -331,7 +383,7 @@ on_bev_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & BEV_EVENT_EOF) {
-        jw_redislink_fail(l, R_CLOSED, NULL);
+        jw_link_fail(l, R_CLOSED, NULL);
         return;
     }
     if (what & BEV_EVENT_ERROR) {
@@ -340,25 +392,24 @@ on_bev_event(struct bufferevent *bev, short what, void *arg)
         if (dns_err)
             snprintf(detail, sizeof detail, "resolving: %s", evutil_gai_strerror(dns_err));
         else if (l->_ssl_ctx)
-            jw_redistls_describe(bev, detail, sizeof detail); /* OpenSSL's reason, see there */
+            jw_tls_describe(bev, detail, sizeof detail); /* OpenSSL's reason, see there */
         else
             snprintf(detail, sizeof detail, "%s", evutil_socket_error_to_string(err));
-        jw_redislink_fail(
-            l, jw_redislink_state(l) == JW_LINK_CONNECTING ? R_CONNECT_FAILED : R_SOCKET_ERROR,
-            detail);
+        jw_link_fail(l, jw_link_state(l) == JW_LINK_CONNECTING ? R_CONNECT_FAILED : R_SOCKET_ERROR,
+                     detail);
     }
 }
 
 static void
 on_deadline(evutil_socket_t fd, short what, void *arg)
 {
-    struct jw_redislink *l = arg;
-    switch (jw_redislink_state(l)) {
+    struct jw_link *l = arg;
+    switch (jw_link_state(l)) {
     case JW_LINK_CONNECTING:
-        jw_redislink_fail(l, R_CONNECT_TIMEOUT, NULL);
+        jw_link_fail(l, R_CONNECT_TIMEOUT, NULL);
         break;
     case JW_LINK_AUTHENTICATING:
-        jw_redislink_fail(l, l->_probing ? R_HANDSHAKE_TIMEOUT : R_AUTH_TIMEOUT, NULL);
+        jw_link_fail(l, l->_probing ? R_HANDSHAKE_TIMEOUT : R_AUTH_TIMEOUT, NULL);
         break;
     case JW_LINK_IDLE:
     case JW_LINK_BACKOFF:
@@ -373,39 +424,39 @@ on_deadline(evutil_socket_t fd, short what, void *arg)
 static void
 on_ping(evutil_socket_t fd, short what, void *arg)
 {
-    struct jw_redislink *l = arg;
-    if (jw_redislink_state(l) == l->role->up_state)
+    struct jw_link *l = arg;
+    if (jw_link_state(l) == l->role->up_state)
         l->role->ping(l);
 }
 
 static void
 on_retry(evutil_socket_t fd, short what, void *arg)
 {
-    struct jw_redislink *l = arg;
+    struct jw_link *l = arg;
     if (!l->_redirected)
         metric_add(l->role->m_reconnect, 1);
-    jw_redislink_connect(l);
+    jw_link_connect(l);
 }
 
 void
-jw_redislink_set_target(struct jw_redislink *l, const char *host, int port)
+jw_link_set_target(struct jw_link *l, const char *host, int port)
 {
     snprintf(l->host, sizeof l->host, "%s", host);
     l->port = port;
 }
 
 void
-jw_redislink_set_tls(struct jw_redislink *l, struct ssl_ctx_st *ctx)
+jw_link_set_tls(struct jw_link *l, struct ssl_ctx_st *ctx)
 {
     l->_ssl_ctx = ctx;
 }
 
 void
-jw_redislink_redirect(struct jw_redislink *l, const char *host, int port, const char *username,
-                      const char *password)
+jw_link_redirect(struct jw_link *l, const char *host, int port, const char *username,
+                 const char *password)
 {
     link_close(l);
-    jw_redislink_set_target(l, host, port);
+    jw_link_set_target(l, host, port);
     l->username = username;
     l->password = password;
     l->_redirected = true;
@@ -416,11 +467,11 @@ jw_redislink_redirect(struct jw_redislink *l, const char *host, int port, const 
 
 /* A bufferevent for the next attempt: plain, or TLS expecting tls_name (default: the host). */
 static struct bufferevent *
-new_bev(struct jw_redislink *l)
+new_bev(struct jw_link *l)
 {
     if (!l->_ssl_ctx)
         return bufferevent_socket_new(l->_base, -1, BEV_OPT_CLOSE_ON_FREE);
-    SSL *ssl = jw_redistls_ssl_new(l->_ssl_ctx, l->tls_name[0] ? l->tls_name : l->host);
+    SSL *ssl = jw_tls_ssl_new(l->_ssl_ctx, l->tls_name[0] ? l->tls_name : l->host);
     if (!ssl)
         return NULL;
     /* CLOSE_ON_FREE frees the SSL with the bufferevent (and the SSL on failure here). */
@@ -431,7 +482,7 @@ new_bev(struct jw_redislink *l)
 /* Starts one connection attempt: numeric addresses connect directly, names go through evdns.
  * The whole attempt (resolution included) is bounded by redis_connect_timeout_ms. */
 void
-jw_redislink_connect(struct jw_redislink *l)
+jw_link_connect(struct jw_link *l)
 {
     const struct jw_config *c = l->cfg;
     if (!l->_redirected && l->role->prepare)
@@ -439,20 +490,17 @@ jw_redislink_connect(struct jw_redislink *l)
     l->_redirected = false;
     if (l->_reader)
         redisReaderFree(l->_reader);
-    l->_reader = redisReaderCreate();
-    if (!l->_reader) {
-        jw_error(MOD, "out of memory creating a reader");
-        abort();
-    }
+    l->_reader = jw_resp_reader_new(&l->limits);
     l->_bev = new_bev(l);
+    jw_link_set_state(l, JW_LINK_CONNECTING, NULL);
     if (!l->_bev) {
-        jw_error(MOD, "cannot create a bufferevent");
-        abort();
+        jw_link_fail(l, R_CONNECT_FAILED,
+                     l->_ssl_ctx ? "cannot set up TLS for this name" : "no bufferevent");
+        return;
     }
     bufferevent_setcb(l->_bev, on_read, NULL, on_bev_event, l);
     bufferevent_enable(l->_bev, EV_READ | EV_WRITE);
-    jw_redislink_set_state(l, JW_LINK_CONNECTING, NULL);
-    jw_redislink_arm(l, (uint64_t)c->redis_connect_timeout_ms);
+    jw_link_arm(l, (uint64_t)c->redis_connect_timeout_ms);
 
     union {
         struct sockaddr sa;
@@ -473,7 +521,7 @@ jw_redislink_connect(struct jw_redislink *l)
         if (!l->_dns)
             l->_dns = evdns_base_new(l->_base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
         if (!l->_dns) {
-            jw_redislink_fail(l, R_CONNECT_FAILED, "cannot initialise the DNS resolver");
+            jw_link_fail(l, R_CONNECT_FAILED, "cannot initialise the DNS resolver");
             return;
         }
         rc = bufferevent_socket_connect_hostname(l->_bev, l->_dns, AF_UNSPEC, l->host, l->port);
@@ -481,26 +529,26 @@ jw_redislink_connect(struct jw_redislink *l)
     /* An immediate failure has usually been reported through on_bev_event already; fail
      * ignores the second report. */
     if (rc < 0)
-        jw_redislink_fail(l, R_CONNECT_FAILED, "connect() failed at once");
+        jw_link_fail(l, R_CONNECT_FAILED, "connect() failed at once");
 }
 
 void
-jw_redislink_stop(struct jw_redislink *l, const char *reason)
+jw_link_stop(struct jw_link *l, const char *reason)
 {
-    enum jw_link_state was = jw_redislink_state(l);
+    enum jw_link_state was = jw_link_state(l);
     link_close(l);
     l->_redirected = false;
     if (l->_retry)
         evtimer_del(l->_retry);
     if (was == l->role->up_state)
         metric_set(l->role->m_up, 0);
-    jw_redislink_set_state(l, JW_LINK_STOPPED, reason);
+    jw_link_set_state(l, JW_LINK_STOPPED, reason);
     if (l->role->closed)
         l->role->closed(l, -ECANCELED);
 }
 
 void
-jw_redislink_shutdown(struct jw_redislink *l)
+jw_link_shutdown(struct jw_link *l)
 {
     link_close(l);
     if (l->_dns) {
@@ -510,38 +558,38 @@ jw_redislink_shutdown(struct jw_redislink *l)
 }
 
 void
-jw_redislink_init(struct jw_redislink *l, const struct jw_config *cfg,
-                  const struct jw_redislink_role *role, void *owner, size_t reply_limit)
+jw_link_init(struct jw_link *l, const struct jw_config *cfg, const struct jw_link_role *role,
+             void *owner)
 {
     memset(l, 0, sizeof *l);
     l->cfg = cfg;
     l->role = role;
     l->owner = owner;
     atomic_init(&l->state, JW_LINK_IDLE);
-    l->_reply_limit = reply_limit;
-    jw_redislink_set_target(l, cfg->redis_host, cfg->redis_port);
+    jw_link_set_target(l, cfg->redis_host, cfg->redis_port);
     l->username = cfg->redis_username;
     l->password = cfg->redis_password;
-    uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)l;
+    l->limits = (struct jw_resp_limits){.max_bytes = 64u * 1024u, .max_elements = 64};
     jw_backoff_init(&l->_backoff, (uint32_t)cfg->reconnect_initial_ms,
-                    (uint32_t)cfg->reconnect_max_ms, cfg->reconnect_multiplier, seed);
+                    (uint32_t)cfg->reconnect_max_ms, cfg->reconnect_multiplier,
+                    jw_random_seed() ^ (uint64_t)(uintptr_t)l);
 }
 
 int
-jw_redislink_attach(struct jw_redislink *l, struct event_base *base)
+jw_link_attach(struct jw_link *l, struct event_base *base)
 {
     l->_base = base;
     l->_deadline = evtimer_new(base, on_deadline, l);
     l->_ping = event_new(base, -1, EV_PERSIST, on_ping, l);
     l->_retry = evtimer_new(base, on_retry, l);
     if (!l->_deadline || !l->_ping || !l->_retry)
-        return -ENOMEM; /* freed by jw_redislink_free */
-    l->_down_since_ms = jw_redislink_now_ms();
+        return -ENOMEM; /* freed by jw_link_free */
+    l->_down_since_ms = jw_now_ms();
     return 0;
 }
 
 void
-jw_redislink_free(struct jw_redislink *l)
+jw_link_free(struct jw_link *l)
 {
     struct event *evs[] = {l->_deadline, l->_ping, l->_retry};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)

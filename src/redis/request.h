@@ -1,66 +1,58 @@
 /*
- * Commands the gateway thread asks of Redis (job owner lookups, token revocation checks,
- * snapshots), answered asynchronously on the gateway thread.
+ * A request: one RESP blob written whole on one command connection, and the replies it
+ * produces, collected whole before anyone looks at them. Every typed operation (redis.h) is one
+ * or more requests; a MULTI..EXEC transaction is always one request, so it is admitted, written,
+ * redirected and answered as a unit.
  *
- * Life of a request:
- *   gateway: jw_redis_request_new() → jw_upstream_submit()      (ownership → upstream thread)
- *   upstream: sends it on the command connection (not the PSUBSCRIBE one), reads the reply or
- *             gives up (link down, timeout), then hands the request back through
- *             hooks->on_reply                                     (ownership → gateway thread)
- *   gateway: jw_redis_request_complete() calls req->done, then frees the request.
- * Every submitted request comes back exactly once, with status 0 and a reply (which may be a
- * Redis error reply, REDIS_REPLY_ERROR), or with a negative errno and no reply: -ENOTCONN (the
- * command link is down), -ETIMEDOUT (no reply within redis_read_timeout_ms), -ECANCELED
- * (jobwire is stopping), -ENOBUFS (JW_UPSTREAM_MAX_PENDING requests already await replies).
+ * Life: jw_request_new() + jw_request_add() for each command → jw_commands_send() (commands.h)
+ * → `done(req, status)` exactly once (status 0: every reply is in req->reply; else a negative
+ * errno and no replies) → freed by the command layer after `done` returns.
  *
- * The requester is named by `tag` (e.g. a session id), never by a pointer: the requester may
- * be gone by the time the answer comes back, and `done` must look it up.
+ * Redis thread only.
  */
-#ifndef JOBWIRE_REDISCMD_H
-#define JOBWIRE_REDISCMD_H
+#ifndef JOBWIRE_REDIS_REQUEST_H
+#define JOBWIRE_REDIS_REQUEST_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "jobwire/inbox.h"
+#include "resp.h"
 
-struct redisReply;
-struct jw_redis_request;
+#define JW_REQUEST_MAX_REPLIES 8
 
-/* Runs on the gateway thread. Must not free `req` (the caller does, after it returns). */
-typedef void (*jw_redis_done_fn)(struct jw_redis_request *req);
+struct jw_request;
+typedef void (*jw_request_done_fn)(struct jw_request *req, int status);
 
-struct jw_redis_request {
-    struct jw_msg msg; /* first: type JW_MSG_REDIS_REPLY, the inbox link */
-    /* set by the requester */
-    jw_redis_done_fn done;
-    void *ctx;    /* owned by the requester's world, e.g. the gateway; must outlive requests */
-    uint64_t tag; /* who asked: looked up again in done() */
-    uint64_t arg; /* free for the requester */
-    /* filled in before done() runs */
-    int status;               /* 0 or a negative errno, see above */
-    struct redisReply *reply; /* the reply when status == 0; freed with the request */
-    /* private */
-    char *cmd; /* RESP-encoded command */
-    size_t cmd_len;
-    struct jw_redis_request *_next; /* upstream thread's queues */
+struct jw_request {
+    struct jw_request *next; /* the command layer's queues */
+    jw_request_done_fn done;
+    void *ctx;
+    int slot; /* cluster: the hash slot of its keys; -1 = any node */
+    /* the blob */
+    char *blob;
+    size_t len, cap;
+    unsigned nreplies; /* replies the blob produces */
+    /* the answer */
+    struct jw_resp *reply[JW_REQUEST_MAX_REPLIES];
+    unsigned got;
+    /* private to the command layer */
     uint64_t _deadline_ms;
-    unsigned char _redirects; /* cluster: MOVED/ASK retries so far */
-    unsigned char _asking;    /* cluster: an ASKING went out before it; skip that reply */
-    unsigned char _in_txn;    /* cluster: part of MULTI..EXEC, never retried alone */
+    uint8_t _redirects;
+    uint8_t _asking;   /* an ASKING goes before the blob; its +OK is skipped */
+    uint8_t _skipping; /* the ASKING reply is still to come */
 };
 
-/* Formats the command from argv (binary safe with argvlen; NULL argvlen = C strings). */
-struct jw_redis_request *jw_redis_request_new(int argc, const char **argv, const size_t *argvlen,
-                                              jw_redis_done_fn done, void *ctx, uint64_t tag);
-/* Calls req->done(req) and frees the request. Gateway thread. */
-void jw_redis_request_complete(struct jw_redis_request *req);
-void jw_redis_request_free(struct jw_redis_request *req);
-/* The request a JW_MSG_REDIS_REPLY message is embedded in. */
-static inline struct jw_redis_request *
-jw_redis_request_of(struct jw_msg *msg)
-{
-    return (struct jw_redis_request *)msg;
-}
+/* A request for `slot` (-1: any node). */
+struct jw_request *jw_request_new(int slot, jw_request_done_fn done, void *ctx);
+/* Appends one command (argv with lengths; NULL argvlen = C strings) producing one reply. */
+void jw_request_add(struct jw_request *req, int argc, const char **argv, const size_t *argvlen);
+/* Drops the replies collected so far (before the request is written again elsewhere). */
+void jw_request_reset_replies(struct jw_request *req);
+void jw_request_free(struct jw_request *req);
+
+/* The hash slot of a key (CRC16/XMODEM of the key, or of its first non-empty {hash tag}, mod
+ * 16384). */
+unsigned jw_key_slot(const char *key, size_t len);
+#define JW_CLUSTER_SLOTS 16384
 
 #endif

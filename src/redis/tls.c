@@ -51,7 +51,7 @@ is_set(const char *s)
 }
 
 SSL_CTX *
-jw_redistls_ctx_new(const struct jw_config *cfg, char *err, size_t errlen)
+jw_tls_ctx_new(const struct jw_config *cfg, char *err, size_t errlen)
 {
     ERR_clear_error();
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -91,30 +91,34 @@ jw_redistls_ctx_new(const struct jw_config *cfg, char *err, size_t errlen)
 }
 
 void
-jw_redistls_ctx_free(SSL_CTX *ctx)
+jw_tls_ctx_free(SSL_CTX *ctx)
 {
     SSL_CTX_free(ctx);
 }
 
 SSL *
-jw_redistls_ssl_new(SSL_CTX *ctx, const char *name)
+jw_tls_ssl_new(SSL_CTX *ctx, const char *name)
 {
     SSL *ssl = SSL_new(ctx);
     if (!ssl)
         return NULL;
     unsigned char addr[16];
+    int ok;
     if (inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1) {
         /* An address: checked against the certificate's IP SANs; SNI carries no addresses. */
-        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name);
+        ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) == 1;
     } else {
-        SSL_set_tlsext_host_name(ssl, name);
-        SSL_set1_host(ssl, name);
+        ok = SSL_set_tlsext_host_name(ssl, name) == 1 && SSL_set1_host(ssl, name) == 1;
+    }
+    if (!ok) { /* without the name check the peer would be verified against any name */
+        SSL_free(ssl);
+        return NULL;
     }
     return ssl;
 }
 
 void
-jw_redistls_describe(struct bufferevent *bev, char *buf, size_t len)
+jw_tls_describe(struct bufferevent *bev, char *buf, size_t len)
 {
     size_t used = 0;
     unsigned long e;

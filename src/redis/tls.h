@@ -18,13 +18,14 @@ struct ssl_st;
 struct bufferevent;
 
 /* Builds the shared context, or returns NULL with "setting: path: OpenSSL reason" in err. */
-struct ssl_ctx_st *jw_redistls_ctx_new(const struct jw_config *cfg, char *err, size_t errlen);
-void jw_redistls_ctx_free(struct ssl_ctx_st *ctx);
+struct ssl_ctx_st *jw_tls_ctx_new(const struct jw_config *cfg, char *err, size_t errlen);
+void jw_tls_ctx_free(struct ssl_ctx_st *ctx);
 /* A new SSL for one connection that expects `name` (host name or IP literal) on the server's
- * certificate; NULL when out of memory. */
-struct ssl_st *jw_redistls_ssl_new(struct ssl_ctx_st *ctx, const char *name);
+ * certificate; NULL when out of memory or when the name cannot be set (never an SSL that would
+ * skip the name check). */
+struct ssl_st *jw_tls_ssl_new(struct ssl_ctx_st *ctx, const char *name);
 /* The reason a TLS bufferevent failed: queued OpenSSL errors, the certificate verification
  * result, else the socket error. Never empty. */
-void jw_redistls_describe(struct bufferevent *bev, char *buf, size_t len);
+void jw_tls_describe(struct bufferevent *bev, char *buf, size_t len);
 
 #endif

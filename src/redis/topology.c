@@ -1,6 +1,6 @@
 /*
- * Topology of the Redis side (redistopo.h): sentinel discovery and the +switch-master watcher,
- * cluster discovery through CLUSTER SLOTS, the slot map and the key slot function.
+ * Topology of the Redis side (topology.h): sentinel discovery and the +switch-master watcher,
+ * cluster discovery through CLUSTER SLOTS and the slot map.
  *
  * Why discovery runs on every reconnect instead of trusting the last answer: after a failover
  * the old address may still accept connections (a demoted master, a restarted pod), so only
@@ -15,8 +15,6 @@
 #include <strings.h>
 
 #include <arpa/inet.h>
-
-#include <hiredis/hiredis.h>
 
 #include "jobwire/alloc.h"
 #include "jobwire/log.h"
@@ -50,31 +48,6 @@ jw_topo_parse_addr(const char *s, char *host, size_t hostlen, int *port)
     return 0;
 }
 
-static uint16_t
-crc16_xmodem(const char *buf, size_t len)
-{
-    uint16_t crc = 0;
-    for (size_t i = 0; i < len; i++) {
-        crc ^= (uint16_t)((unsigned char)buf[i] << 8);
-        for (int b = 0; b < 8; b++)
-            crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
-    }
-    return crc;
-}
-
-unsigned
-jw_cluster_keyslot(const char *key, size_t len)
-{
-    const char *open = memchr(key, '{', len);
-    if (open) {
-        size_t rest = len - (size_t)(open - key) - 1;
-        const char *close = memchr(open + 1, '}', rest);
-        if (close && close > open + 1) /* "{}" is no tag: the whole key is hashed */
-            return crc16_xmodem(open + 1, (size_t)(close - open - 1)) % JW_CLUSTER_SLOTS;
-    }
-    return crc16_xmodem(key, len) % JW_CLUSTER_SLOTS;
-}
-
 static bool
 is_address(const char *host)
 {
@@ -85,20 +58,52 @@ is_address(const char *host)
 int
 jw_topo_node(struct jw_topo *t, const char *host, int port, bool master)
 {
+    int free_entry = -1;
     for (size_t i = 0; i < t->nnodes; i++) {
-        if (t->nodes[i].port == port && strcmp(t->nodes[i].host, host) == 0) {
-            if (master)
-                t->nodes[i].master = true;
+        struct jw_topo_node *n = &t->nodes[i];
+        if (!n->used) {
+            free_entry = free_entry < 0 ? (int)i : free_entry;
+        } else if (n->port == port && strcmp(n->host, host) == 0) {
+            n->master |= master;
             return (int)i;
         }
     }
-    if (t->nnodes == JW_TOPO_MAX_NODES || strlen(host) >= sizeof t->nodes[0].host)
+    if (strlen(host) >= sizeof t->nodes[0].host)
         return -1;
-    struct jw_topo_node *n = &t->nodes[t->nnodes];
+    if (free_entry < 0) {
+        if (t->nnodes == JW_TOPO_MAX_NODES)
+            return -1;
+        free_entry = (int)t->nnodes++;
+    }
+    struct jw_topo_node *n = &t->nodes[free_entry];
+    memset(n, 0, sizeof *n);
     snprintf(n->host, sizeof n->host, "%s", host);
     n->port = port;
+    n->used = true;
     n->master = master;
-    return (int)t->nnodes++;
+    return free_entry;
+}
+
+void
+jw_topo_forget(struct jw_topo *t, int i)
+{
+    if (i < 0 || (size_t)i >= t->nnodes || t->nodes[i].seed)
+        return;
+    for (unsigned s = 0; s < JW_CLUSTER_SLOTS; s++)
+        if (t->slots[s] == (uint16_t)(i + 1))
+            t->slots[s] = 0;
+    memset(&t->nodes[i], 0, sizeof t->nodes[i]);
+}
+
+bool
+jw_topo_complete(const struct jw_topo *t)
+{
+    if (!t->slots)
+        return true;
+    for (unsigned s = 0; s < JW_CLUSTER_SLOTS; s++)
+        if (!t->slots[s])
+            return false;
+    return true;
 }
 
 int
@@ -124,10 +129,11 @@ remember_name(struct jw_topo *t, const char *host)
 }
 
 void
-jw_topo_init(struct jw_topo *t, const struct jw_config *cfg)
+jw_topo_init(struct jw_topo *t, const struct jw_config *cfg, const struct jw_topo_hooks *h)
 {
     memset(t, 0, sizeof *t);
     t->cfg = cfg;
+    t->hooks = *h;
     t->mode = cfg->redis_ncluster_nodes > 0 ? JW_TOPO_CLUSTER
               : cfg->redis_nsentinels > 0   ? JW_TOPO_SENTINEL
                                             : JW_TOPO_SINGLE;
@@ -138,7 +144,9 @@ jw_topo_init(struct jw_topo *t, const struct jw_config *cfg)
         for (size_t i = 0; i < cfg->redis_ncluster_nodes; i++) {
             if (jw_topo_parse_addr(cfg->redis_cluster_nodes[i], host, sizeof host, &port) == 0) {
                 remember_name(t, host);
-                (void)jw_topo_node(t, host, port, false);
+                int n = jw_topo_node(t, host, port, false);
+                if (n >= 0)
+                    t->nodes[n].seed = true;
             }
         }
     } else if (t->mode == JW_TOPO_SENTINEL) {
@@ -152,7 +160,7 @@ jw_topo_init(struct jw_topo *t, const struct jw_config *cfg)
 }
 
 void
-jw_topo_set_tls_name(const struct jw_topo *t, struct jw_redislink *l)
+jw_topo_set_tls_name(const struct jw_topo *t, struct jw_link *l)
 {
     const char *n = t->cfg->redis_tls_server_name;
     if (n && n[0])
@@ -165,7 +173,7 @@ jw_topo_set_tls_name(const struct jw_topo *t, struct jw_redislink *l)
 
 /* The sentinel of the next attempt: the next one when the last discovery failed. */
 static void
-prepare_sentinel(struct jw_topo *t, struct jw_redislink *l)
+prepare_sentinel(struct jw_topo *t, struct jw_link *l)
 {
     const struct jw_config *c = t->cfg;
     if (l->discovering)
@@ -175,7 +183,7 @@ prepare_sentinel(struct jw_topo *t, struct jw_redislink *l)
     const char *s = c->redis_sentinels[l->seed_idx % c->redis_nsentinels];
     if (jw_topo_parse_addr(s, host, sizeof host, &port) != 0)
         snprintf(host, sizeof host, "%s", s); /* config.c validated it; defensive */
-    jw_redislink_set_target(l, host, port);
+    jw_link_set_target(l, host, port);
     l->username = NULL;
     l->password = c->redis_sentinel_password;
     l->discovering = true;
@@ -183,7 +191,7 @@ prepare_sentinel(struct jw_topo *t, struct jw_redislink *l)
 }
 
 void
-jw_topo_prepare(struct jw_topo *t, struct jw_redislink *l)
+jw_topo_prepare(struct jw_topo *t, struct jw_link *l)
 {
     switch (t->mode) {
     case JW_TOPO_SENTINEL:
@@ -191,9 +199,13 @@ jw_topo_prepare(struct jw_topo *t, struct jw_redislink *l)
         break;
     case JW_TOPO_CLUSTER: {
         /* Round robin: every new attempt goes to the next known node, so a node that died
-         * (or a link that failed for any reason) is left for another one. */
-        const struct jw_topo_node *n = &t->nodes[l->seed_idx++ % t->nnodes];
-        jw_redislink_set_target(l, n->host, n->port);
+         * (or a link that failed for any reason) is left for another one. Entry 0 is a seed
+         * and seeds are never forgotten, so the walk always finds one. */
+        const struct jw_topo_node *n;
+        do
+            n = &t->nodes[l->seed_idx++ % t->nnodes];
+        while (!n->used);
+        jw_link_set_target(l, n->host, n->port);
         l->username = t->cfg->redis_username;
         l->password = t->cfg->redis_password;
         l->discovering = true;
@@ -207,29 +219,41 @@ jw_topo_prepare(struct jw_topo *t, struct jw_redislink *l)
 }
 
 bool
-jw_topo_opened(struct jw_topo *t, struct jw_redislink *l)
+jw_topo_opened(struct jw_topo *t, struct jw_link *l)
 {
     if (!l->discovering)
         return false;
     if (t->mode == JW_TOPO_SENTINEL) {
         const char *argv[3] = {"SENTINEL", "get-master-addr-by-name",
                                t->cfg->redis_sentinel_master};
-        jw_redislink_send(l, 3, argv);
+        jw_link_send(l, 3, argv);
     } else {
         const char *argv[2] = {"CLUSTER", "SLOTS"};
-        jw_redislink_send(l, 2, argv);
+        jw_link_send(l, 2, argv);
     }
-    jw_redislink_set_state(l, JW_LINK_CONNECTING, NULL);
-    jw_redislink_arm(l, (uint64_t)t->cfg->redis_read_timeout_ms);
+    jw_link_set_state(l, JW_LINK_CONNECTING, NULL);
+    jw_link_arm(l, (uint64_t)t->cfg->redis_read_timeout_ms);
     return true;
+}
+
+static const struct jw_resp *
+at(const struct jw_resp *r, size_t i)
+{
+    return r && r->type == JW_RESP_ARRAY && i < r->elements ? r->element[i] : NULL;
+}
+
+static bool
+is_int(const struct jw_resp *r)
+{
+    return r && r->type == JW_RESP_INTEGER;
 }
 
 /* [ip, port] from SENTINEL get-master-addr-by-name; false when it is anything else. */
 static bool
-master_addr(const redisReply *r, char *host, size_t hostlen, int *port)
+master_addr(const struct jw_resp *r, char *host, size_t hostlen, int *port)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || !jw_reply_is_str(r->element[0]) ||
-        !jw_reply_is_str(r->element[1]) || r->element[0]->len == 0 || r->element[0]->len >= hostlen)
+    if (r->type != JW_RESP_ARRAY || r->elements != 2 || !jw_resp_is_str(at(r, 0)) ||
+        !jw_resp_is_str(at(r, 1)) || r->element[0]->len == 0 || r->element[0]->len >= hostlen)
         return false;
     memcpy(host, r->element[0]->str, r->element[0]->len);
     host[r->element[0]->len] = '\0';
@@ -240,53 +264,55 @@ master_addr(const redisReply *r, char *host, size_t hostlen, int *port)
 
 /* One node of a CLUSTER SLOTS range: [endpoint, port, id, ...]; "" or "?" = the host asked. */
 static int
-slots_node(struct jw_topo *t, const redisReply *n, const char *asked, bool master)
+slots_node(struct jw_topo *t, const struct jw_resp *n, const char *asked, bool master)
 {
-    if (n->type != REDIS_REPLY_ARRAY || n->elements < 2 || !jw_reply_is_str(n->element[0]) ||
-        n->element[1]->type != REDIS_REPLY_INTEGER)
+    const struct jw_resp *h = at(n, 0), *p = at(n, 1);
+    if (!jw_resp_is_str(h) || !is_int(p) || p->integer < 1 || p->integer > 65535)
         return -1;
     char host[256];
-    const redisReply *h = n->element[0];
     if (h->len == 0 || (h->len == 1 && h->str[0] == '?') || h->len >= sizeof host)
         snprintf(host, sizeof host, "%s", asked);
     else
         snprintf(host, sizeof host, "%.*s", (int)h->len, h->str);
-    return jw_topo_node(t, host, (int)n->element[1]->integer, master);
+    int i = jw_topo_node(t, host, (int)p->integer, master);
+    if (i >= 0)
+        t->nodes[i].listed = true;
+    return i;
 }
 
-/* CLUSTER SLOTS: [[start, end, master, replica...], ...] into the slot map; number of ranges,
- * or -1 when the reply is not that. */
-static int
-read_slots(struct jw_topo *t, const redisReply *r, const char *asked)
+int
+jw_topo_read_slots(struct jw_topo *t, const struct jw_resp *r, const char *asked)
 {
-    if (r->type != REDIS_REPLY_ARRAY)
+    if (!r || r->type != JW_RESP_ARRAY || r->truncated)
         return -1;
     for (size_t i = 0; i < t->nnodes; i++)
-        t->nodes[i].master = false;
+        t->nodes[i].master = t->nodes[i].listed = false;
+    /* A fresh map: slots the reply does not name are unknown, not their old owner's. */
+    memset(t->slots, 0, JW_CLUSTER_SLOTS * sizeof t->slots[0]);
     int ranges = 0;
     for (size_t i = 0; i < r->elements; i++) {
-        const redisReply *e = r->element[i];
-        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
-            e->element[0]->type != REDIS_REPLY_INTEGER ||
-            e->element[1]->type != REDIS_REPLY_INTEGER)
+        const struct jw_resp *e = r->element[i];
+        if (!is_int(at(e, 0)) || !is_int(at(e, 1)) || !at(e, 2))
             continue;
-        int master = slots_node(t, e->element[2], asked, true);
+        int master = slots_node(t, at(e, 2), asked, true);
         for (size_t k = 3; k < e->elements; k++)
-            (void)slots_node(t, e->element[k], asked, false);
+            (void)slots_node(t, at(e, k), asked, false);
         long long lo = e->element[0]->integer, hi = e->element[1]->integer;
-        for (long long s = lo; s <= hi && s >= 0 && s < JW_CLUSTER_SLOTS; s++)
+        for (long long s = lo < 0 ? 0 : lo; s <= hi && s < JW_CLUSTER_SLOTS; s++)
             jw_topo_set_slot(t, (unsigned)s, master);
         ranges++;
     }
+    if (ranges > 0 && t->hooks.changed)
+        t->hooks.changed(t->hooks.ctx);
     return ranges;
 }
 
 enum jw_topo_result
-jw_topo_reply(struct jw_topo *t, struct jw_redislink *l, const redisReply *r)
+jw_topo_reply(struct jw_topo *t, struct jw_link *l, const struct jw_resp *r)
 {
     char detail[320];
-    if (r->type == REDIS_REPLY_ERROR) {
-        jw_redislink_fail(l, R_DISCOVERY, r->str);
+    if (r->type == JW_RESP_ERROR) {
+        jw_link_fail(l, R_DISCOVERY, r->str);
         return JW_TOPO_WAIT;
     }
     if (t->mode == JW_TOPO_SENTINEL) {
@@ -295,7 +321,7 @@ jw_topo_reply(struct jw_topo *t, struct jw_redislink *l, const redisReply *r)
         if (!master_addr(r, host, sizeof host, &port)) {
             snprintf(detail, sizeof detail, "the sentinel does not know master '%.100s'",
                      t->cfg->redis_sentinel_master);
-            jw_redislink_fail(l, R_DISCOVERY, detail);
+            jw_link_fail(l, R_DISCOVERY, detail);
             return JW_TOPO_WAIT;
         }
         if (strcmp(host, t->master_host) != 0 || port != t->master_port) {
@@ -305,29 +331,28 @@ jw_topo_reply(struct jw_topo *t, struct jw_redislink *l, const redisReply *r)
             t->master_port = port;
         }
         l->discovering = false;
-        jw_redislink_redirect(l, host, port, t->cfg->redis_username, t->cfg->redis_password);
+        jw_link_redirect(l, host, port, t->cfg->redis_username, t->cfg->redis_password);
         jw_topo_set_tls_name(t, l);
         return JW_TOPO_WAIT;
     }
-    int ranges = read_slots(t, r, l->host);
+    l->discovering = false; /* before the hooks run: they may look at this link */
+    int ranges = jw_topo_read_slots(t, r, l->host);
     if (ranges <= 0) {
-        jw_redislink_fail(l, R_DISCOVERY,
-                          ranges < 0 ? "unexpected reply to CLUSTER SLOTS"
-                                     : "the cluster has no slots assigned");
+        l->discovering = true;
+        jw_link_fail(l, R_DISCOVERY,
+                     ranges < 0 ? "unexpected reply to CLUSTER SLOTS"
+                                : "the cluster has no slots assigned");
         return JW_TOPO_WAIT;
     }
     jw_debug(MOD, "cluster node %s:%d: %d slot range(s), %zu known node(s)", l->host, l->port,
              ranges, t->nnodes);
-    l->discovering = false;
-    if (t->changed)
-        t->changed(t->ctx);
     return JW_TOPO_CONTINUE;
 }
 
 /* ---- sentinel watcher: SUBSCRIBE +switch-master on one sentinel ---- */
 
 static void
-watch_opened(struct jw_redislink *l)
+watch_opened(struct jw_link *l)
 {
     /* Ask first: a switch may have happened while no sentinel was watched. */
     l->discovering = true;
@@ -335,12 +360,12 @@ watch_opened(struct jw_redislink *l)
 }
 
 static void
-watch_subscribe(struct jw_redislink *l)
+watch_subscribe(struct jw_link *l)
 {
     const char *argv[2] = {"SUBSCRIBE", "+switch-master"};
-    jw_redislink_send(l, 2, argv);
-    jw_redislink_set_state(l, JW_LINK_SUBSCRIBING, NULL);
-    jw_redislink_arm(l, (uint64_t)l->cfg->redis_read_timeout_ms);
+    jw_link_send(l, 2, argv);
+    jw_link_set_state(l, JW_LINK_SUBSCRIBING, NULL);
+    jw_link_arm(l, (uint64_t)l->cfg->redis_read_timeout_ms);
 }
 
 static void
@@ -353,12 +378,12 @@ moved_to(struct jw_topo *t, const char *host, int port, const char *why)
             host, port, why);
     snprintf(t->master_host, sizeof t->master_host, "%s", host);
     t->master_port = port;
-    if (t->changed)
-        t->changed(t->ctx);
+    if (t->hooks.changed)
+        t->hooks.changed(t->hooks.ctx);
 }
 
 static void
-watch_message(struct jw_topo *t, const redisReply *payload)
+watch_message(struct jw_topo *t, const struct jw_resp *payload)
 {
     /* "<name> <old-ip> <old-port> <new-ip> <new-port>" */
     char name[256], oldh[256], newh[256];
@@ -375,56 +400,55 @@ watch_message(struct jw_topo *t, const redisReply *payload)
 }
 
 static void
-watch_reply(struct jw_redislink *l, redisReply *r)
+watch_reply(struct jw_link *l, struct jw_resp *r)
 {
     struct jw_topo *t = l->owner;
     if (l->discovering) {
         char host[256];
         int port;
         l->discovering = false;
-        if (r->type == REDIS_REPLY_ERROR) {
-            jw_redislink_fail(l, R_ERROR_REPLY, r->str);
+        if (r->type == JW_RESP_ERROR) {
+            jw_link_fail(l, R_ERROR_REPLY, r->str);
         } else {
             if (master_addr(r, host, sizeof host, &port) && t->master_host[0])
                 moved_to(t, host, port, "sentinel answer");
             watch_subscribe(l);
         }
-        freeReplyObject(r);
+        jw_resp_free(r);
         return;
     }
-    if (r->type == REDIS_REPLY_ERROR) {
-        jw_redislink_fail(l, R_ERROR_REPLY, r->str);
-    } else if (r->type == REDIS_REPLY_ARRAY && r->elements >= 1 && jw_reply_is_str(r->element[0])) {
-        const redisReply *k = r->element[0];
-        if (jw_reply_str_eq(k, "subscribe") && jw_redislink_state(l) == JW_LINK_SUBSCRIBING) {
+    if (r->type == JW_RESP_ERROR) {
+        jw_link_fail(l, R_ERROR_REPLY, r->str);
+    } else if (jw_resp_is_str(at(r, 0))) {
+        const struct jw_resp *k = r->element[0];
+        if (jw_resp_str_eq(k, "subscribe") && jw_link_state(l) == JW_LINK_SUBSCRIBING) {
             jw_info(MOD, "sentinel %s:%d: watching +switch-master", l->host, l->port);
-            jw_redislink_up(l);
-        } else if (jw_reply_str_eq(k, "message") && r->elements == 3 &&
-                   jw_reply_is_str(r->element[2])) {
+            jw_link_up(l);
+        } else if (jw_resp_str_eq(k, "message") && r->elements == 3 && jw_resp_is_str(at(r, 2))) {
             watch_message(t, r->element[2]);
-        } else if (jw_reply_str_eq(k, "pong")) {
+        } else if (jw_resp_str_eq(k, "pong")) {
             l->ping_pending = false;
-            jw_redislink_disarm(l);
+            jw_link_disarm(l);
         }
     }
-    freeReplyObject(r);
+    jw_resp_free(r);
 }
 
 static void
-watch_timeout(struct jw_redislink *l)
+watch_timeout(struct jw_link *l)
 {
-    jw_redislink_fail(l, R_SWITCH_TIMEOUT, l->ping_pending ? "no PONG" : NULL);
+    jw_link_fail(l, R_SWITCH_TIMEOUT, l->ping_pending ? "no PONG" : NULL);
 }
 
 static void
-watch_ping(struct jw_redislink *l)
+watch_ping(struct jw_link *l)
 {
     if (!l->ping_pending)
-        jw_redislink_send_ping(l);
+        jw_link_send_ping(l);
 }
 
 static void
-watch_prepare(struct jw_redislink *l)
+watch_prepare(struct jw_link *l)
 {
     struct jw_topo *t = l->owner;
     prepare_sentinel(t, l);
@@ -432,13 +456,12 @@ watch_prepare(struct jw_redislink *l)
     l->seed_idx++;
 }
 
-static const struct jw_redislink_role watch_role = {
+static const struct jw_link_role watch_role = {
     .log_prefix = "sentinel watch: ",
     .up_state = JW_LINK_SUBSCRIBED,
     .m_up = JW_M__COUNT,
     .m_errors = JW_M__COUNT,
     .m_reconnect = JW_M__COUNT,
-    .m_too_large = JW_M__COUNT,
     .prepare = watch_prepare,
     .opened = watch_opened,
     .reply = watch_reply,
@@ -451,37 +474,37 @@ jw_topo_attach(struct jw_topo *t, struct event_base *base, struct ssl_ctx_st *tl
 {
     if (t->mode != JW_TOPO_SENTINEL)
         return 0;
-    jw_redislink_init(&t->watch, t->cfg, &watch_role, t, 64u * 1024u);
-    jw_redislink_set_tls(&t->watch, tls);
-    return jw_redislink_attach(&t->watch, base);
+    jw_link_init(&t->watch, t->cfg, &watch_role, t);
+    jw_link_set_tls(&t->watch, tls);
+    return jw_link_attach(&t->watch, base);
 }
 
 void
 jw_topo_start(struct jw_topo *t)
 {
     if (t->mode == JW_TOPO_SENTINEL)
-        jw_redislink_connect(&t->watch);
+        jw_link_connect(&t->watch);
 }
 
 void
 jw_topo_stop(struct jw_topo *t)
 {
     if (t->mode == JW_TOPO_SENTINEL)
-        jw_redislink_stop(&t->watch, "stopped");
+        jw_link_stop(&t->watch, "stopped");
 }
 
 void
 jw_topo_shutdown(struct jw_topo *t)
 {
     if (t->mode == JW_TOPO_SENTINEL)
-        jw_redislink_shutdown(&t->watch);
+        jw_link_shutdown(&t->watch);
 }
 
 void
 jw_topo_free(struct jw_topo *t)
 {
     if (t->mode == JW_TOPO_SENTINEL)
-        jw_redislink_free(&t->watch);
+        jw_link_free(&t->watch);
     free(t->slots);
     t->slots = NULL;
 }
