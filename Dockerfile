@@ -17,6 +17,7 @@
 # mounts its own file there. Secrets come from the environment (REDIS_PASSWORD), never the image.
 # tests/packaging/test_install.sh lints this file (paths, packages, libraries, labels).
 
+# Pin it by digest for reproducible images: --build-arg DEBIAN_IMAGE=debian:12-slim@sha256:…
 ARG DEBIAN_IMAGE=debian:12-slim
 
 # ---- build ---------------------------------------------------------------------------------------
@@ -42,6 +43,7 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX
 
 # ---- runtime -------------------------------------------------------------------------------------
 FROM ${DEBIAN_IMAGE}
+ARG DEBIAN_IMAGE
 ARG VERSION=0.1.0
 ARG REVISION=""
 ARG CREATED=""
@@ -54,7 +56,7 @@ LABEL org.opencontainers.image.title="jobwire" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.vendor="jobwire maintainers" \
-      org.opencontainers.image.base.name="docker.io/library/debian:12-slim"
+      org.opencontainers.image.base.name="${DEBIAN_IMAGE}"
 
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
