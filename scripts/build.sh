@@ -32,8 +32,8 @@ build_tree() { # dir, cmake args...
 }
 
 if [[ $normal -eq 1 ]]; then
-    build_tree build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    build_tree build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DJW_TESTS=ON -DJW_BENCH=ON
 fi
 if [[ $asan -eq 1 ]]; then
-    build_tree build-asan -DCMAKE_BUILD_TYPE=Debug -DJW_SANITIZE=ON
+    build_tree build-asan -DCMAKE_BUILD_TYPE=Debug -DJW_SANITIZE=ON -DJW_TESTS=ON -DJW_BENCH=ON
 fi

