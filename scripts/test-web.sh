@@ -72,7 +72,7 @@ run_suite() { # name, node --test arguments...
 }
 
 # Unit tests and the package checks (tsc runs in unit/package.test.mjs).
-run_suite web-unit unit/
+run_suite web-unit --test-timeout=60000 unit/
 # One browser test at a time: each starts its own redis-server and jobwire.
 run_suite web-browser --test-concurrency=1 --test-timeout=60000 browser/
 

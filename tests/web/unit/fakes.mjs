@@ -96,7 +96,9 @@ export class FakeClock {
   async advance(ms) {
     const end = this.time + ms;
     await flush();
-    for (;;) {
+    // A timer that keeps re-arming itself without time passing is a busy loop: fail, not hang.
+    for (let ran = 0; ; ran++) {
+      if (ran > 10_000) throw new Error("FakeClock: over 10000 timers in one advance (a timer loop?)");
       let next = null;
       for (const [id, t] of this.timers) if (t.at <= end && (!next || t.at < next[1].at)) next = [id, t];
       if (!next) break;

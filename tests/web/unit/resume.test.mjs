@@ -370,3 +370,71 @@ test("snapshots with tooLarge or no state keep what is known", async () => {
   assert.equal(client.jobs.get("nothing-yet").status, null, "a watched job that has not started is listed");
   client.close();
 });
+
+test("status live:true with a snapshot count: the resync ends after that many snapshots", async () => {
+  const { client } = makeClient();
+  client.connect();
+  await flush();
+  const ws = FakeWebSocket.last();
+  ws.open();
+  ws.receive({ type: "welcome", protocol: 1, connectionId: "c1", userId: "alice", admin: false, epoch: "0000000f" });
+  const snap = (jobId, n, seq) => ws.receive({ type: "snapshot", jobId, userId: "alice", source: "hash",
+    state: { status: "processing", progress: String(n) }, eventId: `0000000f-${n}`, seq });
+  snap("a", 1, 1);
+  snap("b", 2, 2);
+  snap("c", 3, 3);
+  ws.receive({ type: "status", live: false, reason: "redis unavailable" });
+  assert.deepEqual(staleOf(client), { a: true, b: true, c: true });
+  ws.receive({ type: "status", live: true, snapshots: 2 });
+  assert.equal(client.synced, false, "two snapshots announced");
+  snap("a", 4, 4);
+  assert.deepEqual(staleOf(client), { a: false, b: true, c: true });
+  snap("b", 5, 5);
+  assert.deepEqual(staleOf(client), { a: false, b: false, c: false }, "the round is over: c has nothing newer");
+  assert.equal(client.synced, true);
+  client.close();
+});
+
+test("close() then connect() (an app put in the background) resumes from where it was", async () => {
+  const server = new FakeServer();
+  const { client } = await live(server);
+  server.publish("j1", "progress", { progress: 10 });
+  await flush();
+  client.close();
+  assert.equal(client.state, "stopped");
+  assert.equal(client.jobs.get("j1").stale, true);
+  server.drop(1000); // the server notices the close
+  server.publish("j1", "progress", { progress: 90 });
+  client.connect();
+  const ws = await server.accept();
+  assert.equal(ws.sentOf("subscribe")[0].lastEventId, `${server.epoch}-1`);
+  await flush();
+  assert.equal(client.jobs.get("j1").progress, 90);
+  assert.equal(client.jobs.get("j1").stale, false);
+  assert.equal(client.stats.resumed, 1);
+  client.close();
+});
+
+test("a scope resume makes only the jobs it covers fresh; a job subscription's snapshot the rest", async () => {
+  const server = new FakeServer();
+  const ctx = await live(server, { accept: { user: "ops", admin: true } });
+  const { client } = ctx;
+  await client.subscribe({ jobs: ["bobs"] });
+  server.publish("mine", "progress", { progress: 1 }, { userId: "ops" });
+  server.publish("bobs", "progress", { progress: 2 }, { userId: "bob" });
+  await flush();
+  server.drop(1006);
+  // While disconnected the job subscription is replaced by a new one: sent without
+  // lastEventId, it is answered with a snapshot, not a replay.
+  client.unsubscribe({ jobs: ["bobs"] });
+  client.subscribe({ jobs: ["bobs"] });
+  server.holdSnapshots = true;
+  const ws = await reconnect(ctx, server, { user: "ops", admin: true });
+  assert.equal(ws.sentOf("subscribe").find((m) => m.jobs).lastEventId, undefined);
+  // The user scope resumed: ops's own job is current; bob's job waits for its snapshot.
+  assert.deepEqual(staleOf(client), { mine: false, bobs: true });
+  server.releaseSnapshots();
+  await flush();
+  assert.deepEqual(staleOf(client), { mine: false, bobs: false });
+  client.close();
+});
