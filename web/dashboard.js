@@ -76,6 +76,7 @@ const scope = admin ? "all" : "user";
 let legacy = false; // the server sends no snapshots for scopes: follow running jobs by id
 client.subscribe({ scope }).then((ack) => {
   legacy = typeof ack.snapshots !== "number";
+  document.body.dataset.followById = String(legacy);
   document.body.dataset.following = scope; // in force on the server (tests wait for this)
   if (legacy) for (const job of client.jobs.values()) follow(job);
 }, (err) => {
@@ -220,6 +221,7 @@ function follow(job) {
   if (want === watched.has(job.jobId) || (want && watched.size >= MAX_WATCHED)) return;
   if (want) watched.add(job.jobId);
   else watched.delete(job.jobId);
+  if (!want) delete rows.get(job.jobId)?.dataset.followed;
   pending.set(job.jobId, want);
   // One request for a burst of new jobs, not one per job.
   flushTimer ??= setTimeout(() => {
@@ -228,7 +230,9 @@ function follow(job) {
     for (const [id, on] of pending) (on ? add : drop).push(id);
     pending.clear();
     if (add.length) {
-      client.subscribe({ jobs: add }).catch((err) => {
+      client.subscribe({ jobs: add }).then(() => {
+        for (const id of add) if (watched.has(id) && rows.has(id)) rows.get(id).dataset.followed = "true";
+      }, (err) => {
         for (const id of add) watched.delete(id);
         if (!["closed", "stopped", "unsubscribed"].includes(err.code)) console.warn("jobwire: follow failed:", err.message);
       });

@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import {
-  launchBrowser, screenshot, row, newSecret, signJwt, withStack as withStackIn, ready, WAIT,
+  launchBrowser, screenshot, row, newSecret, signJwt, withStack as withStackIn, ready, followed, WAIT,
 } from "./harness.mjs";
 
 const TEST_MS = 30_000;
@@ -126,6 +126,7 @@ test("(d) Redis goes away: the page says paused, then catches up when it is back
     });
     await redis.jobUpdate("job_d1", "alice", { status: "processing", progress: 10 });
     await page.waitForSelector(row("job_d1", { progress: 10 }), WAIT);
+    await followed(page, "job_d1");
 
     await redis.kill();
     await page.waitForSelector('#link[data-state="paused"]', WAIT);

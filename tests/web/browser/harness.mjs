@@ -372,6 +372,17 @@ export async function ready(page, scope = "user") {
   await page.waitForSelector(`body[data-following="${scope}"]`, WAIT);
 }
 
+/**
+ * Waits until the page follows a running job as well as it can before an outage: against a
+ * server without scope snapshots (body[data-follow-by-id="true"]) that is the job's own
+ * subscription, in force on the server; otherwise the scope covers it already.
+ */
+export async function followed(page, jobId) {
+  if ((await page.getAttribute("body", "data-follow-by-id")) === "true") {
+    await page.waitForSelector(`tr[data-job="${jobId}"][data-followed="true"]`, WAIT);
+  }
+}
+
 /** The job ids of the dashboard's rows, top to bottom. */
 export function rowOrder(page) {
   return page.$$eval("#jobs tbody tr", (trs) => trs.map((tr) => tr.dataset.job));

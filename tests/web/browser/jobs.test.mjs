@@ -9,7 +9,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import {
-  launchBrowser, screenshot, row, withStack as withStackIn, ready, rowOrder, WAIT,
+  launchBrowser, screenshot, row, withStack as withStackIn, ready, followed, rowOrder, WAIT,
 } from "./harness.mjs";
 
 const TEST_MS = 30_000;
@@ -100,6 +100,7 @@ test("(h) rows are marked stale while Redis is away and fresh again after the re
     await page.waitForSelector(row("job_h_run", { progress: 30, stale: "false" }), WAIT);
     await page.waitForSelector(row("job_h_done", { stale: "false" }), WAIT);
     await page.waitForSelector('body[data-synced="true"]', WAIT);
+    await followed(page, "job_h_run");
 
     await redis.kill();
     await page.waitForSelector('#link[data-state="paused"]', WAIT);
