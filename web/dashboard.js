@@ -1,4 +1,4 @@
-// The jobwire dashboard: a live table of jobs on top of jobwire.js.
+// The jobwire dashboard: a live list of jobs on top of jobwire.js.
 //
 // Page parameters:
 //   ?token=JWT           production: the token goes to JobwireClient, which sends it in the
@@ -7,10 +7,11 @@
 //   &admin=1             dev_auth: an admin, who sees every user's jobs (scope "all")
 //   &ws=URL              another WebSocket endpoint (default: /ws of this page's host)
 //
-// How it stays correct across reconnects: the page subscribes to the "user" scope (or "all")
-// for new jobs, and to the ids of the jobs it shows that are still running. The client library
-// resubscribes both after every reconnect and the server answers the job subscriptions with
-// snapshots, so a job that finished while the link was down shows its final state.
+// The client keeps the job table (client.jobs): the snapshots that follow the scope subscribe
+// list the recent jobs at load, events update them, and after a reconnect or a Redis outage it
+// resumes or resyncs by itself, marking jobs stale meanwhile. The page only renders that table.
+// Servers whose scope ack announces no snapshots (before the protocol additions) resync job
+// subscriptions only: against those the page also follows its running jobs by id.
 import { JobwireClient } from "./jobwire.js";
 
 const params = new URLSearchParams(location.search);
@@ -24,16 +25,14 @@ if (token) {
   history.replaceState(null, "", location.pathname + (params.toString() ? "?" + params : "") + location.hash);
 }
 
-const MAX_ROWS = 200; // rows kept on screen; the oldest finished ones go first
-const MAX_WATCHED = 150; // running jobs followed by id (the server allows 256 per connection)
-const TERMINAL = new Set(["completed", "complete", "failed", "error", "cancelled", "canceled"]);
+const MAX_ROWS = 200; // jobs kept (client maxJobs): the oldest finished ones go first
+const MAX_WATCHED = 150; // running jobs followed by id in legacy mode (server limit 256)
 
 const tbody = document.querySelector("#jobs tbody");
 const link = document.getElementById("link");
 const notice = document.getElementById("notice");
-const jobs = new Map(); // jobId → { row, status, progress, updated, watched }
-const pending = new Map(); // jobId → true (subscribe) | false (unsubscribe), sent in batches
-let flushTimer = null; // the batch of pending (un)subscriptions goes out when this fires
+const rows = new Map(); // jobId → <tr>
+let order = []; // jobIds in the order of the rows
 let countdown = null; // updates "reconnecting in N s" while a retry is scheduled
 
 // ---- connection --------------------------------------------------------------------------
@@ -43,6 +42,7 @@ const client = new JobwireClient({
   token: token || undefined,
   devUser,
   devAdmin: admin,
+  maxJobs: MAX_ROWS,
   reconnect: { initialMs: 500, maxMs: 10000, multiplier: 2, resetAfterMs: 10000 },
 });
 window.jobwire = client; // handy in the console
@@ -59,8 +59,10 @@ client.addEventListener("welcome", (e) => {
   showNotice(null);
 });
 client.addEventListener("state", (e) => showState(e.detail));
-client.addEventListener("event", (e) => applyEvent(e.detail));
-client.addEventListener("snapshot", (e) => applySnapshot(e.detail));
+client.addEventListener("sync", (e) => {
+  document.body.dataset.synced = String(e.detail.synced);
+});
+client.addEventListener("jobs", (e) => render(e.detail));
 client.addEventListener("error", (e) => {
   const d = e.detail;
   // Refusals of single jobs are shown on the page; the rest goes to the console.
@@ -71,8 +73,12 @@ client.addEventListener("error", (e) => {
 
 client.connect();
 const scope = admin ? "all" : "user";
-client.subscribe({ scope }).then(() => {
+let legacy = false; // the server sends no snapshots for scopes: follow running jobs by id
+client.subscribe({ scope }).then((ack) => {
+  legacy = typeof ack.snapshots !== "number";
+  document.body.dataset.followById = String(legacy);
   document.body.dataset.following = scope; // in force on the server (tests wait for this)
+  if (legacy) for (const job of client.jobs.values()) follow(job);
 }, (err) => {
   showNotice(`Cannot follow ${admin ? "all jobs" : "your jobs"}: ${err.message}`, "error");
 });
@@ -107,149 +113,142 @@ function showNotice(text, level = "info") {
   notice.dataset.level = level;
 }
 
-// ---- job state ----------------------------------------------------------------------------
+// ---- rendering the job table ---------------------------------------------------------------
 
-/** An event: the payload as the AI service published it. */
-function applyEvent(ev) {
-  const p = ev.payload && typeof ev.payload === "object" ? ev.payload : {};
-  const update = { userId: ev.userId ?? p.userId, status: p.status, progress: p.progress,
-                   message: p.message ?? p.data?.step, time: p.timestamp };
-  if (ev.kind === "complete") {
-    update.status = p.status || "completed";
-    update.progress = p.progress ?? 100;
-    update.message = p.message ?? ""; // the last step's text no longer applies
-  } else if (ev.kind === "error") {
-    update.status = p.status || "failed";
-    update.message = p.error ?? p.errorMessage ?? p.message ?? "failed";
+/** Applies a `jobs` change: updates the changed rows, drops the removed ones, keeps the order. */
+function render({ jobs, changed, removed }) {
+  for (const id of removed) {
+    rows.get(id)?.remove();
+    rows.delete(id);
   }
-  applyUpdate(ev.jobId, update);
+  for (const id of changed) {
+    const job = jobs.get(id);
+    if (!job) continue;
+    updateRow(rows.get(id) || addRow(id), job);
+    if (legacy) follow(job);
+  }
+  // Most recently started first; rows only move when a job appears or its start is corrected.
+  const wanted = [...jobs.values()].sort((a, b) => b.startedAt - a.startedAt || (a.jobId < b.jobId ? -1 : 1))
+    .map((j) => j.jobId);
+  if (wanted.join("\n") !== order.join("\n")) {
+    for (const id of wanted) tbody.append(rows.get(id));
+    order = wanted;
+  }
+  document.getElementById("empty").hidden = jobs.size > 0;
+  updateCounts(jobs);
 }
 
-/** A snapshot: the job's state as Redis holds it (hash fields are strings). */
-function applySnapshot(snap) {
-  if (!snap.state || typeof snap.state !== "object") return; // unknown job, or Redis away
-  const s = snap.state;
-  applyUpdate(snap.jobId, {
-    userId: snap.userId ?? s.userId, status: s.status, progress: s.progress,
-    message: s.error ?? s.errorMessage ?? s.message, time: s.updateTime ?? s.timestamp,
-  });
-}
-
-function applyUpdate(jobId, u) {
-  const job = jobs.get(jobId) || addJob(jobId);
-  const row = job.row;
-  if (u.userId != null) row.querySelector(".user").textContent = String(u.userId);
-  if (u.status) {
-    job.status = String(u.status);
-    row.dataset.status = job.status;
-    row.querySelector(".status").textContent = job.status;
-  }
-  const pct = Number(u.progress);
-  if (u.progress != null && u.progress !== "" && Number.isFinite(pct)) {
-    job.progress = Math.max(0, Math.min(100, Math.round(pct)));
-    row.dataset.progress = String(job.progress);
-    row.querySelector(".meter > span").style.width = `${job.progress}%`;
-    row.querySelector(".meter").setAttribute("aria-valuenow", String(job.progress));
-    row.querySelector(".pct").textContent = `${job.progress}%`;
-  }
-  if (u.message != null) row.querySelector(".msg").textContent = String(u.message);
-  const when = u.time ? new Date(u.time) : new Date();
-  row.querySelector(".when").textContent = (isNaN(when) ? new Date() : when).toLocaleTimeString();
-  job.updated = Date.now();
-  follow(jobId, job);
-  updateCounts();
-}
-
-function addJob(jobId) {
+function addRow(jobId) {
   const row = document.createElement("tr");
   row.dataset.job = jobId;
-  row.dataset.status = "";
-  row.dataset.progress = "0";
   row.innerHTML =
-    '<td class="job"></td><td class="user col-user"></td><td><span class="status">…</span></td>' +
-    '<td><span class="meter" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="0">' +
-    '<span></span></span> <span class="pct">0%</span></td><td class="msg"></td><td class="when"></td>';
+    '<td class="job"></td><td class="user col-user"></td><td class="st"><span class="status">…</span></td>' +
+    '<td class="prog"><span class="meter" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="0">' +
+    '<span></span></span> <span class="pct">0%</span></td><td class="msg"></td><td class="age"></td>' +
+    '<td class="when"></td>';
   row.querySelector(".job").textContent = jobId; // text, never HTML: ids come from publishers
-  tbody.prepend(row);
-  const job = { row, status: "", progress: 0, updated: Date.now(), watched: false };
-  jobs.set(jobId, job);
-  document.getElementById("empty").hidden = true;
-  trimRows();
-  return job;
+  rows.set(jobId, row);
+  return row;
 }
 
-/** Keeps the table bounded: drops the oldest finished jobs first. */
-function trimRows() {
-  if (jobs.size <= MAX_ROWS) return;
-  const victims = [...jobs.entries()]
-    .sort(([, a], [, b]) => (TERMINAL.has(b.status) - TERMINAL.has(a.status)) || a.updated - b.updated);
-  for (const [id, job] of victims.slice(0, jobs.size - MAX_ROWS)) {
-    job.row.remove();
-    jobs.delete(id);
-    if (job.watched) queueChange(id, false);
+function updateRow(row, job) {
+  row.dataset.status = job.status || "";
+  row.dataset.stale = String(job.stale);
+  row.dataset.started = String(job.startedAt);
+  row.querySelector(".user").textContent = job.userId ?? "";
+  row.querySelector(".status").textContent = job.status || "unknown";
+  row.querySelector(".status").title = job.stale ? "not confirmed since the connection was interrupted" : "";
+  const pct = job.progress == null ? null : Math.max(0, Math.min(100, Math.round(job.progress)));
+  row.dataset.progress = String(pct ?? 0);
+  row.querySelector(".meter > span").style.width = `${pct ?? 0}%`;
+  row.querySelector(".meter").setAttribute("aria-valuenow", String(pct ?? 0));
+  row.querySelector(".pct").textContent = pct == null ? "–" : `${pct}%`;
+  const step = job.data && typeof job.data.data === "object" && job.data.data ? job.data.data.step : null;
+  const msg = job.terminal && job.error ? job.error : job.message ?? step ?? "";
+  row.querySelector(".msg").textContent = String(msg);
+  row.querySelector(".when").textContent = new Date(job.updatedAt).toLocaleTimeString();
+  showAge(row, job);
+}
+
+/** "3m 05s" running since the start; "took 1m 30s" once finished. */
+function showAge(row, job) {
+  const cell = row.querySelector(".age");
+  const end = job.terminal ? job.finishedAt ?? job.updatedAt : Date.now();
+  const text = duration(end - job.startedAt);
+  cell.textContent = job.terminal ? `took ${text}` : text;
+  cell.dataset.ms = String(Math.max(0, end - job.startedAt));
+  cell.title = `started ${new Date(job.startedAt).toLocaleString()}` +
+    (job.terminal ? `, finished ${new Date(end).toLocaleString()}` : "");
+}
+
+function duration(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m ${String(s % 60).padStart(2, "0")}s`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h}h ${String(m % 60).padStart(2, "0")}m`;
+  return `${Math.floor(h / 24)}d`;
+}
+
+// Running jobs age on screen without any message arriving.
+setInterval(() => {
+  for (const job of client.jobs.values()) {
+    if (!job.terminal && rows.has(job.jobId)) showAge(rows.get(job.jobId), job);
   }
-}
+}, 1000);
 
-function updateCounts() {
+function updateCounts(jobs) {
   let running = 0, completed = 0, failed = 0;
   for (const j of jobs.values()) {
-    if (j.status === "completed" || j.status === "complete") completed++;
-    else if (j.status === "failed" || j.status === "error") failed++;
-    else running++;
+    if (!j.terminal) running++;
+    else if (j.error || j.status === "failed" || j.status === "error") failed++;
+    else completed++;
   }
   for (const [kind, n] of Object.entries({ running, completed, failed })) {
     document.querySelector(`.count[data-kind="${kind}"] b`).textContent = String(n);
   }
 }
 
-// ---- following running jobs by id (so reconnects bring snapshots) --------------------------
+// ---- legacy servers: follow running jobs by id (so their resyncs bring snapshots) ------------
 
-/** Follows a running job by id; lets go of it once it finished. */
-function follow(jobId, job) {
-  const want = !TERMINAL.has(job.status);
-  if (want === job.watched) return;
-  if (want && [...jobs.values()].filter((j) => j.watched).length >= MAX_WATCHED) return;
-  job.watched = want;
-  queueChange(jobId, want);
-}
+const watched = new Set();
+const pending = new Map(); // jobId → true (subscribe) | false (unsubscribe), sent in batches
+let flushTimer = null;
 
-/** Batches (un)subscriptions so a burst of new jobs costs one request, not one per job. */
-function queueChange(jobId, subscribe) {
-  pending.set(jobId, subscribe);
+function follow(job) {
+  const want = !job.terminal;
+  if (want === watched.has(job.jobId) || (want && watched.size >= MAX_WATCHED)) return;
+  if (want) watched.add(job.jobId);
+  else watched.delete(job.jobId);
+  if (!want) delete rows.get(job.jobId)?.dataset.followed;
+  pending.set(job.jobId, want);
+  // One request for a burst of new jobs, not one per job.
   flushTimer ??= setTimeout(() => {
     flushTimer = null;
     const add = [], drop = [];
     for (const [id, on] of pending) (on ? add : drop).push(id);
     pending.clear();
-    if (add.length) client.subscribe({ jobs: add }).catch((err) => forgetWatch(add, err));
+    if (add.length) {
+      client.subscribe({ jobs: add }).then(() => {
+        for (const id of add) if (watched.has(id) && rows.has(id)) rows.get(id).dataset.followed = "true";
+      }, (err) => {
+        for (const id of add) watched.delete(id);
+        if (!["closed", "stopped", "unsubscribed"].includes(err.code)) console.warn("jobwire: follow failed:", err.message);
+      });
+    }
     if (drop.length) client.unsubscribe({ jobs: drop }).catch(() => {});
   }, 200);
 }
 
-function forgetWatch(ids, err) {
-  for (const id of ids) {
-    const job = jobs.get(id);
-    if (job) job.watched = false;
-  }
-  if (err.code !== "closed" && err.code !== "unsubscribed") console.warn("jobwire: watch failed:", err.message);
-}
-
-// The "watch a job id" form: a job that has not published yet, or started before this page.
+// The "watch a job id" form: a job that has not published yet, or one not in the recent list.
 document.getElementById("watch").addEventListener("submit", (e) => {
   e.preventDefault();
   const input = document.getElementById("watch-id");
   const id = input.value.trim();
   if (!id) return;
   input.value = "";
-  const job = jobs.get(id) || addJob(id);
-  job.watched = true;
   client.subscribe({ jobs: [id] }).then(() => showNotice(null), (err) => {
-    job.watched = false;
-    if (err.code === "forbidden") {
-      job.row.remove();
-      jobs.delete(id);
-      updateCounts();
-    }
     showNotice(`Cannot watch ${id}: ${err.message}`, "error");
   });
 });

@@ -5,19 +5,25 @@
 //
 //   import { JobwireClient } from "./jobwire.js";
 //   const jw = new JobwireClient({ url: "wss://jobs.example.com/ws", getToken: fetchToken });
-//   jw.addEventListener("event", (e) => console.log(e.detail));
+//   jw.on("jobs", ({ jobs }) => render(jobs));      // jobId → { status, progress, stale, … }
 //   jw.connect();
 //   jw.subscribe({ scope: "user" });
 //
 // What it does for the application:
 // - authenticates with a first `auth` message (the token never goes into the URL);
-// - keeps the wanted subscriptions and sends them again after every reconnect, so the server
-//   answers with fresh snapshots and no job state is missed while the link was down;
+// - keeps the wanted subscriptions and sends them again after every reconnect with the last
+//   eventId it saw, so the server either replays what was missed (`ack.resumed: true`) or sends
+//   fresh snapshots: no job state is lost while the link was down;
+// - keeps a per-job state table (`jobs`) built from snapshots and events, drops duplicate and
+//   older events by eventId, marks every job stale while updates are interrupted and fresh
+//   again once the resync is complete;
 // - reconnects with exponential backoff and full jitter, resets the backoff after a stable
 //   period, honours the server's goaway delay, backs off longer when throttled, and waits for
 //   the network to come back instead of spinning while offline;
-// - calls getToken() on every connect and refreshes the token before it expires.
-// API reference: docs/WEB.md; types: jobwire.d.ts.
+// - calls getToken() on every connect and again before the token expires (the server says
+//   when: `expiresAt`); getToken() resolving to null means "logged out" and stops the client.
+// API reference: docs/WEB.md; types: jobwire.d.ts. jobwire.cjs is generated from this file
+// (tools/build-cjs.mjs): edit this one.
 
 /** Close codes the server uses (docs/PROTOCOL.md, "Closing"). */
 export const CloseCodes = Object.freeze({
@@ -47,6 +53,10 @@ export const DEFAULT_RECONNECT = Object.freeze({
   resetAfterMs: 10000, // a connection that stayed up this long resets the backoff
   throttleMs: 5000, // extra wait added after 4429 / 1013 (the server asked us to slow down)
 });
+
+/** Job statuses after which a job's state no longer changes. */
+export const TERMINAL_STATUSES = Object.freeze(
+  ["completed", "complete", "failed", "error", "cancelled", "canceled"]);
 
 const MAX_TIMER_MS = 0x7fffffff; // setTimeout's largest delay (about 24.8 days)
 const RESTORE_BATCH = 100; // job ids per subscribe request when resubscribing
@@ -127,7 +137,8 @@ function base64UrlDecode(s) {
 
 /**
  * The `exp` claim of a JWT in seconds, or null when the token is not a readable JWT.
- * Only reads the payload: the server verifies the token, the client just plans its refresh.
+ * Only reads the payload: the server verifies the token, the client just plans its refresh
+ * (and only when the server did not say `expiresAt`).
  */
 export function tokenExpiry(token) {
   if (typeof token !== "string") return null;
@@ -161,10 +172,6 @@ function normaliseKinds(kinds) {
     if (!KINDS.includes(k)) throw new TypeError(`unknown kind ${JSON.stringify(k)}`);
   }
   return [...new Set(kinds)].sort();
-}
-
-function sameKinds(a, b) {
-  return a === b || (a !== null && b !== null && a.join() === b.join());
 }
 
 /** The network watcher from browser globals: navigator.onLine and window online/offline. */
@@ -204,10 +211,224 @@ export class JobwireError extends Error {
   }
 }
 
+/**
+ * Thrown by getToken() (or resolved as null) to say "the user is logged out": the client stops
+ * for good, emits `loggedout`, and never asks for a token again until connect() is called.
+ */
+export class LoggedOut extends Error {
+  constructor(message = "logged out") {
+    super(message);
+    this.name = "LoggedOut";
+    this.code = "logged_out";
+  }
+}
+
+function isLoggedOut(err) {
+  return err instanceof LoggedOut || (!!err && (err.name === "LoggedOut" || err.code === "logged_out"));
+}
+
+// ---- event ids ------------------------------------------------------------------------------
+// An eventId is "<epoch>-<n>": epoch = 8 hex digits per server process, n = a decimal counter.
+// Only ids of one epoch can be ordered. n is kept as a string and compared by length, then
+// lexically, so it stays exact past 2^53.
+
+/** "<epoch>-<n>" → { epoch, n } (n without leading zeros), or null when not an eventId. */
+function parseEventId(id) {
+  if (typeof id !== "string") return null;
+  const m = /^([0-9a-f]{8})-([0-9]{1,30})$/.exec(id);
+  return m ? { epoch: m[1], n: m[2].replace(/^0+(?=\d)/, "") } : null;
+}
+
+/** 1 when a is later than b, -1 when earlier, 0 when equal; null when not comparable. */
+export function compareEventIds(a, b) {
+  const x = typeof a === "string" ? parseEventId(a) : a;
+  const y = typeof b === "string" ? parseEventId(b) : b;
+  if (!x || !y || x.epoch !== y.epoch) return null;
+  if (x.n.length !== y.n.length) return x.n.length > y.n.length ? 1 : -1;
+  return x.n === y.n ? 0 : x.n > y.n ? 1 : -1;
+}
+
+/** True when a is at or before b (same epoch); false when later or not comparable. */
+function notAfter(a, b) {
+  const c = compareEventIds(a, b);
+  return c === 0 || c === -1;
+}
+
+// ---- per-job state --------------------------------------------------------------------------
+
+const TERMINAL = new Set(TERMINAL_STATUSES);
+
+/** Milliseconds since the epoch from an ISO date, seconds or milliseconds; null if unreadable. */
+function parseTime(v) {
+  if (typeof v === "string" && /^\d+(\.\d+)?$/.test(v)) v = Number(v);
+  if (typeof v === "number") return Number.isFinite(v) && v > 0 ? (v < 1e11 ? v * 1000 : v) : null;
+  if (typeof v !== "string") return null;
+  const t = Date.parse(v);
+  return Number.isNaN(t) ? null : t;
+}
+
+function firstTime(obj, names) {
+  for (const name of names) {
+    const t = parseTime(obj[name]);
+    if (t != null) return t;
+  }
+  return null;
+}
+
+const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+const text = (v) => (v == null || v === "" || typeof v === "object" ? null : String(v));
+function number(v) {
+  if (v == null || v === "" || typeof v === "object") return null;
+  const n = Number(v);
+  return Number.isFinite(n) ? n : null;
+}
+
+const START_FIELDS = ["startTime", "startedAt", "createdAt", "created_at"];
+const UPDATE_FIELDS = ["updateTime", "updatedAt", "timestamp", "updated_at"];
+const END_FIELDS = ["endTime", "finishedAt", "completedAt", "finished_at"];
+
+/**
+ * The jobs the client knows: jobId → a frozen JobState, replaced (never mutated) on every
+ * change so that a UI can compare states by reference. Bounded by maxJobs: the job updated
+ * longest ago goes first, finished ones before running ones.
+ */
+class JobTable {
+  constructor(maxJobs) {
+    this.maxJobs = maxJobs;
+    this._jobs = new Map();
+    this._view = null; // the Map handed out by `jobs`; rebuilt on the first read after a change
+    this._changed = new Map(); // jobId → JobState | null (removed) since the last take()
+  }
+
+  get(jobId) {
+    return this._jobs.get(jobId);
+  }
+
+  view() {
+    if (!this._view) this._view = new Map(this._jobs);
+    return this._view;
+  }
+
+  values() {
+    return this._jobs.values();
+  }
+
+  take() {
+    const changes = this._changed;
+    this._changed = new Map();
+    return changes;
+  }
+
+  put(job) {
+    const isNew = !this._jobs.has(job.jobId);
+    this._jobs.set(job.jobId, Object.freeze(job));
+    this._changed.set(job.jobId, job);
+    this._view = null;
+    if (isNew && this._jobs.size > this.maxJobs) this._evict();
+    return job;
+  }
+
+  remove(jobId) {
+    if (!this._jobs.delete(jobId)) return false;
+    this._changed.set(jobId, null);
+    this._view = null;
+    return true;
+  }
+
+  clear() {
+    for (const id of [...this._jobs.keys()]) this.remove(id);
+  }
+
+  setStale(job, stale) {
+    if (job.stale !== stale) this.put({ ...job, stale });
+  }
+
+  _evict() {
+    let victim = null;
+    for (const j of this._jobs.values()) {
+      if (!victim || (j.terminal && !victim.terminal) ||
+          (j.terminal === victim.terminal && j.updatedAt < victim.updatedAt)) victim = j;
+    }
+    if (victim) this.remove(victim.jobId);
+  }
+
+  /** A job as it starts: nothing known yet. */
+  static blank(jobId, at) {
+    return {
+      jobId, userId: null, status: null, progress: null, message: null, error: null,
+      terminal: false, data: Object.freeze({}), kind: null, eventId: null,
+      startedAt: at, updatedAt: at, finishedAt: null,
+      stale: false, unavailable: false, tooLarge: false,
+    };
+  }
+
+  /** Applies a live event's payload on top of what is known. */
+  event(msg, at, stale) {
+    const prev = this._jobs.get(msg.jobId) || JobTable.blank(msg.jobId, at);
+    const p = isObject(msg.payload) ? msg.payload : {};
+    const job = { ...prev, data: Object.freeze({ ...prev.data, ...p }), kind: msg.kind ?? null,
+                  stale, unavailable: false };
+    job.userId = text(msg.userId) ?? text(p.userId) ?? prev.userId;
+    job.status = text(p.status) ?? prev.status;
+    job.progress = number(p.progress) ?? prev.progress;
+    job.message = text(p.message) ?? prev.message;
+    if (msg.kind === "complete") {
+      job.status = text(p.status) ?? "completed";
+      job.progress = number(p.progress) ?? 100;
+      job.message = text(p.message); // the last step's text no longer applies
+    } else if (msg.kind === "error") {
+      job.status = text(p.status) ?? "failed";
+      job.error = text(p.error) ?? text(p.errorMessage) ?? text(p.message) ?? "failed";
+    }
+    if (typeof msg.eventId === "string") job.eventId = msg.eventId;
+    job.updatedAt = firstTime(p, UPDATE_FIELDS) ?? at;
+    return this.put(finish(job, prev, p));
+  }
+
+  /**
+   * Applies a snapshot. Its state replaces what is known, unless the job already holds a later
+   * eventId (then only its staleness changes). Snapshots without state keep the known fields.
+   */
+  snapshot(msg, at, stale) {
+    const prev = this._jobs.get(msg.jobId) || JobTable.blank(msg.jobId, at);
+    if (compareEventIds(prev.eventId, msg.eventId) === 1) { // we know a later state
+      return this.put({ ...prev, stale });
+    }
+    const job = { ...prev, stale, unavailable: !!msg.unavailable, tooLarge: !!msg.tooLarge, kind: null };
+    if (typeof msg.eventId === "string") job.eventId = msg.eventId;
+    job.userId = text(msg.userId) ?? prev.userId;
+    const s = msg.state;
+    if (isObject(s)) {
+      job.data = Object.freeze({ ...s });
+      job.userId = job.userId ?? text(s.userId);
+      job.status = text(s.status);
+      job.progress = number(s.progress);
+      job.message = text(s.message);
+      job.error = text(s.error) ?? text(s.errorMessage) ??
+        (job.status === "failed" || job.status === "error" ? job.message : null);
+      job.startedAt = firstTime(s, START_FIELDS) ?? prev.startedAt;
+      job.updatedAt = firstTime(s, UPDATE_FIELDS) ?? at;
+    } else if (s != null) {
+      job.data = Object.freeze({ value: s }); // a JSON string state that is not an object
+    }
+    return this.put(finish(job, prev, isObject(s) ? s : {}));
+  }
+}
+
+/** Derives terminal/finishedAt and keeps the times consistent. */
+function finish(job, prev, fields) {
+  job.terminal = TERMINAL.has(String(job.status).toLowerCase()) ||
+    job.kind === "complete" || job.kind === "error";
+  if (job.terminal) job.finishedAt = firstTime(fields, END_FIELDS) ?? prev.finishedAt ?? job.updatedAt;
+  else job.finishedAt = null;
+  job.startedAt = firstTime(fields, START_FIELDS) ?? Math.min(prev.startedAt, job.updatedAt);
+  return job;
+}
+
 // ---- the client ----------------------------------------------------------------------------
 
 export class JobwireClient extends EventBase {
-  /** @param {import("./jobwire").JobwireOptions} options */
+  /** Options: JobwireOptions in jobwire.d.ts, and docs/WEB.md. */
   constructor(options = {}) {
     super();
     const o = options;
@@ -220,14 +441,15 @@ export class JobwireClient extends EventBase {
     if (typeof this._WS !== "function") throw new TypeError("no WebSocket class available");
     this._protocols = o.protocols;
     this.reconnect = { ...DEFAULT_RECONNECT, ...(o.reconnect || {}) };
-    this._refreshMarginMs = o.refreshMarginMs ?? 60000;
+    this._refreshRatio = o.refreshRatio ?? 0.8;
+    this._minRefreshMs = o.minRefreshMs ?? 10000;
     this._pingIntervalMs = o.pingIntervalMs ?? 25000;
     this._pongTimeoutMs = o.pongTimeoutMs ?? 10000;
     this._welcomeTimeoutMs = o.welcomeTimeoutMs ?? 15000;
     this._network = o.network || browserNetwork();
     this._callbacks = {
       event: o.onEvent, snapshot: o.onSnapshot, state: o.onState, error: o.onError,
-      welcome: o.onWelcome, live: o.onLive,
+      welcome: o.onWelcome, live: o.onLive, jobs: o.onJobs, loggedout: o.onLoggedOut, gap: o.onGap,
     };
     // Clock and randomness, replaceable for tests.
     this._setTimeout = o.setTimeout || ((fn, ms) => globalThis.setTimeout(fn, ms));
@@ -240,18 +462,32 @@ export class JobwireClient extends EventBase {
     this._gen = 0; // connection generation: callbacks of an older socket are ignored
     this._attempt = 0; // failed attempts since the last stable connection
     this._welcomedAt = 0; // when the current connection was welcomed (0: not yet)
+    this._paused = false; // the server said live:false (its Redis is away) on this connection
     this._goawayMs = null; // reconnectAfterMs of a goaway received on this connection
     this._retryAt = 0;
     this._currentToken = null; // the token the live connection authenticated with
+    this._expiresAt = null; // when it expires (seconds), as the server (or the token) says
     this._timers = { retry: null, refresh: null, ping: null, pong: null, welcome: null };
     this._nextId = 1;
     this._requests = new Map(); // id → in-flight request on the current connection
     this._waiters = new Set(); // subscribe() promises, kept across reconnects until settled
     this._jobs = new Map(); // jobId → { kinds, confirmed }: the subscriptions we want
     this._scopes = new Map(); // "user" | "all" → { kinds, confirmed }
+    this._table = new JobTable(o.maxJobs ?? 1000);
+    // Resume point: the latest eventId seen (events and snapshots) — sent as lastEventId.
+    this._resume = null;
+    // The latest eventId of an *event*: on one connection they strictly increase, so an event
+    // at or before it (same epoch) is a duplicate (e.g. replayed by a resume).
+    this._lastEvent = null;
+    // The resync under way (null: none). It ends when every re-sent subscribe is acked and
+    // every announced snapshot has arrived; until then jobs without fresh data stay stale.
+    this._sync = null;
+    this._synced = false;
+    this._stats = { gaps: 0, missed: 0, duplicates: 0, resumed: 0, resyncs: 0 };
     this.userId = null;
     this.admin = false;
     this.connectionId = null;
+    this.epoch = null;
     this.lastSeq = 0;
     this._unwatchNetwork = null;
   }
@@ -268,6 +504,11 @@ export class JobwireClient extends EventBase {
     return this._state === "live";
   }
 
+  /** True while live and every job is up to date (no resync under way). */
+  get synced() {
+    return this._synced;
+  }
+
   /** Milliseconds until the next reconnect attempt (0 when none is scheduled). */
   get retryInMs() {
     return this._state === "reconnecting" ? Math.max(0, this._retryAt - this._now()) : 0;
@@ -280,6 +521,26 @@ export class JobwireClient extends EventBase {
     const scopes = {};
     for (const [sc, s] of this._scopes) scopes[sc] = s.kinds;
     return { jobs, scopes };
+  }
+
+  /** jobId → JobState. The same Map until something changes, then a new one. */
+  get jobs() {
+    return this._table.view();
+  }
+
+  /** The latest eventId seen (sent as lastEventId when resubscribing), or null. */
+  get lastEventId() {
+    return this._resume ? `${this._resume.epoch}-${this._resume.n}` : null;
+  }
+
+  /** Counters: seq gaps and the frames they skipped, duplicates dropped, resumes, resyncs. */
+  get stats() {
+    return { ...this._stats };
+  }
+
+  /** When the current token expires (seconds since the epoch), or null when unknown. */
+  get expiresAt() {
+    return this._expiresAt;
   }
 
   /** Starts connecting (again, after close()). Returns the client. */
@@ -295,19 +556,27 @@ export class JobwireClient extends EventBase {
 
   /**
    * Closes the connection for good (no reconnect). Pending promises are rejected; the wanted
-   * subscriptions are kept, so connect() later restores them.
+   * subscriptions, the jobs and the resume point are kept, so connect() later resumes.
    */
   close(code = 1000, reason = "client closed") {
-    this._clearAllTimers();
-    if (this._unwatchNetwork) {
-      this._unwatchNetwork();
-      this._unwatchNetwork = null;
-    }
     this._detachSocket(code, reason);
-    this._failRequests(new JobwireError("closed", "the client was closed"));
-    for (const w of this._waiters) w.reject(new JobwireError("closed", "the client was closed"));
-    this._waiters.clear();
-    this._setState("stopped", { reason });
+    this._stop({ reason }, "closed", "the client was closed");
+  }
+
+  /**
+   * The application is in the foreground again (visibilitychange, AppState "active"): a
+   * scheduled reconnect happens now, and a connection that looks alive is checked with a ping
+   * (a socket that died in the background is only found this way or by the next heartbeat).
+   */
+  wake() {
+    if (this._state === "reconnecting" || this._state === "offline") {
+      this._attempt = 0;
+      this._open();
+    } else if (this._welcomedAt && this._timers.pong == null) {
+      this._sendRaw({ type: "ping" });
+      this._startTimer("pong", this._pongTimeoutMs || 10000, () => this._dropSocket(4000, "ping timeout"));
+    }
+    return this;
   }
 
   /**
@@ -335,6 +604,7 @@ export class JobwireClient extends EventBase {
       this._waiters.add({ keys: new Set(keys), resolve, reject });
     });
     if (this._welcomedAt) {
+      // A new subscription wants the job's state, not a replay: no lastEventId here.
       this._send(scope ? { type: "subscribe", scope, kinds } : { type: "subscribe", jobs, kinds },
         { op: "subscribe", keys });
     }
@@ -343,7 +613,7 @@ export class JobwireClient extends EventBase {
 
   /**
    * Unsubscribes from job ids or a scope. Forgotten at once (not restored after a reconnect);
-   * resolves with the ack, or at once when not connected.
+   * resolves with the ack, or at once when not connected. The jobs stay in `jobs`.
    */
   unsubscribe(spec) {
     const { jobs, scope } = this._parseSpec(spec);
@@ -359,18 +629,32 @@ export class JobwireClient extends EventBase {
     });
   }
 
+  /** Removes a job from `jobs` (it comes back with its next event or snapshot). */
+  forgetJob(jobId) {
+    const removed = this._table.remove(jobId);
+    this._flushJobs();
+    return removed;
+  }
+
   /**
    * Sends a newer token (`refresh` message) so the server does not close the connection when
-   * the current one expires. Without an argument the token comes from getToken(). Called by
-   * the client itself ahead of the token's `exp` when getToken is set.
+   * the current one expires. Without an argument the token comes from getToken(); null from
+   * it (or a LoggedOut error) stops the client (`loggedout`). Called by the client itself
+   * before `expiresAt` when getToken is set.
    */
   async refresh(token) {
     if (!this._welcomedAt) throw new JobwireError("not_connected", "not connected");
     const gen = this._gen;
     const fresh = token != null ? String(token) : await this._fetchToken();
-    if (fresh == null) throw new JobwireError("no_token", "no token to refresh with");
     if (gen !== this._gen || !this._welcomedAt) {
       throw new JobwireError("disconnected", "the connection closed during the refresh");
+    }
+    if (fresh == null) {
+      if (this._getToken) {
+        this._logout("getToken returned no token");
+        throw new JobwireError("logged_out", "logged out");
+      }
+      throw new JobwireError("no_token", "no token to refresh with");
     }
     return new Promise((resolve, reject) => {
       this._send({ type: "refresh", token: fresh },
@@ -416,6 +700,10 @@ export class JobwireClient extends EventBase {
       return;
     }
     if (gen !== this._gen || this._state !== "connecting") return; // closed meanwhile
+    if (token == null && this._getToken && this._devUser == null) {
+      this._logout("getToken returned no token");
+      return;
+    }
     let ws;
     try {
       ws = this._protocols ? new this._WS(this._socketUrl(), this._protocols)
@@ -428,6 +716,7 @@ export class JobwireClient extends EventBase {
     }
     this._ws = ws;
     this._welcomedAt = 0;
+    this._paused = false;
     this._goawayMs = null;
     this._currentToken = token;
     this.lastSeq = 0;
@@ -456,13 +745,20 @@ export class JobwireClient extends EventBase {
     return this.url + (this.url.includes("?") ? "&" : "?") + params;
   }
 
-  /** getToken() on every connect (a fresh token each time), else the static token. */
+  /**
+   * getToken() on every connect (a fresh token each time), else the static token. null means
+   * logged out (getToken resolved to null or undefined, or threw LoggedOut).
+   */
   async _fetchToken() {
-    if (this._getToken) {
-      const t = await this._getToken();
-      return t == null ? null : String(t);
+    if (!this._getToken) return this._staticToken;
+    let t;
+    try {
+      t = await this._getToken();
+    } catch (err) {
+      if (isLoggedOut(err)) return null;
+      throw err;
     }
-    return this._staticToken;
+    return t == null ? null : String(t);
   }
 
   // ---- receiving ----------------------------------------------------------------------------
@@ -477,27 +773,27 @@ export class JobwireClient extends EventBase {
     }
     if (!msg || typeof msg !== "object") return;
     this._clearTimer("pong"); // any message shows the link is alive
+    this._emit("message", msg);
     switch (msg.type) {
-      case "welcome": return this._onWelcome(msg);
-      case "ack": return this._onAck(msg);
-      case "error": return this._onError(msg);
-      case "event":
-      case "snapshot":
-        if (typeof msg.seq === "number") this.lastSeq = msg.seq;
-        return this._emit(msg.type, msg);
-      case "status": return this._onStatus(msg);
+      case "welcome": this._onWelcome(msg); break;
+      case "ack": this._onAck(msg); break;
+      case "error": this._onError(msg); break;
+      case "event": this._onEvent(msg); break;
+      case "snapshot": this._onSnapshot(msg); break;
+      case "status": this._onStatus(msg); break;
       case "goaway":
         if (typeof msg.reconnectAfterMs === "number" && msg.reconnectAfterMs >= 0) {
           this._goawayMs = msg.reconnectAfterMs;
         }
-        return;
+        break;
       case "pong": {
         const req = this._takeRequest(msg.id);
         if (req && req.resolve) req.resolve(msg);
-        return;
+        break;
       }
-      default: return; // unknown types are ignored (the protocol may grow)
+      default: break; // unknown types are ignored (the protocol may grow)
     }
+    this._flushJobs();
   }
 
   _onWelcome(msg) {
@@ -506,28 +802,45 @@ export class JobwireClient extends EventBase {
     this.userId = msg.userId ?? null;
     this.admin = !!msg.admin;
     this.connectionId = msg.connectionId ?? null;
-    this._setState("live", { userId: this.userId, admin: this.admin });
+    this.epoch = typeof msg.epoch === "string" ? msg.epoch : null;
+    // live:false: the server's Redis is away right now; a status live:true follows later.
+    this._paused = msg.live === false;
+    this._setState(this._paused ? "paused" : "live", {
+      userId: this.userId, admin: this.admin, reason: this._paused ? "redis unavailable" : null,
+    });
     this._emit("welcome", msg);
+    if (this._paused) this._emit("live", { live: false, reason: "redis unavailable" });
+    this._sync = { acks: new Set(), jobs: new Set(), count: 0 };
     this._restore();
-    this._scheduleRefresh(tokenExpiry(this._currentToken));
+    this._planRefresh(typeof msg.expiresAt === "number" ? msg.expiresAt : tokenExpiry(this._currentToken));
     this._schedulePing();
+    this._checkSync();
   }
 
-  /** Sends every wanted subscription again: scopes first, then jobs grouped by kinds filter. */
+  /**
+   * Sends every wanted subscription again: scopes first, then jobs grouped by kinds filter.
+   * Those that were in force on an earlier connection carry lastEventId (resume); those never
+   * acked yet do not, since they want a snapshot, not a replay.
+   */
   _restore() {
+    const resume = this.lastEventId;
+    const send = (msg, keys, confirmed) => {
+      if (confirmed && resume) msg.lastEventId = resume;
+      this._sync.acks.add(this._send(msg, { op: "subscribe", keys, restore: true }));
+    };
     for (const [scope, s] of this._scopes) {
-      this._send({ type: "subscribe", scope, kinds: s.kinds }, { op: "subscribe", keys: ["scope:" + scope] });
+      send({ type: "subscribe", scope, kinds: s.kinds }, ["scope:" + scope], s.confirmed);
     }
     const groups = new Map();
     for (const [id, s] of this._jobs) {
-      const key = s.kinds ? s.kinds.join() : "*";
-      if (!groups.has(key)) groups.set(key, { kinds: s.kinds, ids: [] });
+      const key = (s.confirmed ? "+" : "-") + (s.kinds ? s.kinds.join() : "*");
+      if (!groups.has(key)) groups.set(key, { kinds: s.kinds, confirmed: s.confirmed, ids: [] });
       groups.get(key).ids.push(id);
     }
-    for (const { kinds, ids } of groups.values()) {
+    for (const { kinds, confirmed, ids } of groups.values()) {
       for (let i = 0; i < ids.length; i += RESTORE_BATCH) {
         const jobs = ids.slice(i, i + RESTORE_BATCH);
-        this._send({ type: "subscribe", jobs, kinds }, { op: "subscribe", keys: jobs.map((j) => "job:" + j) });
+        send({ type: "subscribe", jobs, kinds }, jobs.map((j) => "job:" + j), confirmed);
       }
     }
   }
@@ -543,11 +856,11 @@ export class JobwireClient extends EventBase {
           entry.prev = null;
         }
       }
+      if (this._sync && this._sync.acks.delete(String(msg.id))) this._syncAck(req, msg);
       this._settleWaiters(req.keys, msg, null);
     } else if (req.op === "auth") {
       this._currentToken = req.token;
-      const exp = typeof msg.expiresAt === "number" ? msg.expiresAt : tokenExpiry(req.token);
-      this._scheduleRefresh(exp);
+      this._planRefresh(typeof msg.expiresAt === "number" ? msg.expiresAt : tokenExpiry(req.token));
     }
     if (req.resolve) req.resolve(msg);
   }
@@ -564,22 +877,160 @@ export class JobwireClient extends EventBase {
           else this._deleteEntry(key);
         }
       }
+      if (this._sync) this._sync.acks.delete(String(msg.id));
       this._settleWaiters(req.keys, null, err);
+      this._checkSync();
     } else if (req && req.op === "auth") {
       // A refused refresh keeps the current token in force; try once more a bit later.
-      const exp = tokenExpiry(this._currentToken);
-      if (exp) this._scheduleRefresh(exp, true);
+      this._planRefresh(this._expiresAt, true);
     }
     if (req && req.reject) req.reject(err);
     this._emit("error", { code: err.code, message: err.message, reply: msg, request: req ? req.op : null });
   }
 
+  /** Notes `seq` per connection; a jump means the server dropped frames for us (conflation). */
+  _noteSeq(msg) {
+    if (typeof msg.seq !== "number") return;
+    if (msg.seq > this.lastSeq + 1) {
+      const missed = msg.seq - this.lastSeq - 1;
+      this._stats.gaps++;
+      this._stats.missed += missed;
+      this._emit("gap", { after: this.lastSeq, seq: msg.seq, missed, jobId: msg.jobId ?? null });
+    }
+    if (msg.seq > this.lastSeq) this.lastSeq = msg.seq;
+  }
+
+  /** Moves the resume point forward (or to a new epoch: a new server process). */
+  _noteResume(pos) {
+    if (!notAfter(pos, this._resume)) this._resume = pos;
+  }
+
+  _onEvent(msg) {
+    this._noteSeq(msg); // a dropped duplicate still took its place in seq
+    const pos = parseEventId(msg.eventId);
+    const hasJob = typeof msg.jobId === "string" && msg.jobId !== "";
+    const known = hasJob ? this._table.get(msg.jobId) : undefined;
+    if (pos) {
+      if (notAfter(pos, this._lastEvent) || (known && notAfter(pos, known.eventId))) {
+        this._stats.duplicates++; // already seen, or contained in a newer snapshot
+        return;
+      }
+      this._lastEvent = pos;
+      this._noteResume(pos);
+    }
+    // Events without a jobId (user channels) are passed on; they have no job state. A known
+    // job keeps its staleness (the resync decides it); a new one is stale until the resync ends.
+    if (hasJob) this._table.event(msg, this._now(), known ? known.stale : !this._synced || this._paused);
+    this._emit("event", msg);
+  }
+
+  _onSnapshot(msg) {
+    const pos = parseEventId(msg.eventId);
+    if (pos) this._noteResume(pos);
+    this._noteSeq(msg);
+    if (typeof msg.jobId === "string" && msg.jobId !== "") {
+      // Fresh unless Redis could not be asked (a fresh snapshot follows when it is back).
+      this._table.snapshot(msg, this._now(), this._paused || !!msg.unavailable);
+      const sync = this._sync;
+      if (sync && !sync.jobs.delete(msg.jobId) && sync.count > 0) sync.count--;
+    }
+    this._emit("snapshot", msg);
+    this._checkSync();
+  }
+
   _onStatus(msg) {
     const live = msg.live !== false;
     if (this._welcomedAt) {
+      const wasPaused = this._paused;
+      this._paused = !live;
       this._setState(live ? "live" : "paused", { reason: msg.reason || null });
+      if (!live) {
+        this._markAllStale();
+      } else if (wasPaused) {
+        // The server resyncs by itself after live:true: one snapshot per job subscription (and,
+        // from servers that count them, `snapshots` in all). Requests still unanswered from the
+        // reconnect stay part of this round.
+        const acks = this._sync ? this._sync.acks : new Set();
+        if (typeof msg.snapshots === "number") {
+          this._sync = { acks, jobs: new Set(), count: msg.snapshots };
+        } else {
+          const jobs = new Set([...this._jobs].filter(([, s]) => s.confirmed).map(([id]) => id));
+          this._sync = { acks, jobs, count: 0 };
+        }
+        this._checkSync();
+      }
     }
     this._emit("live", { live, reason: msg.reason || null });
+  }
+
+  /** What a reconnect's ack says: resumed (the missed events follow) or snapshots follow. */
+  _syncAck(req, msg) {
+    if (msg.resumed === true) {
+      this._stats.resumed++;
+      // Nothing was missed that is not on its way now: the covered jobs are current.
+      if (!this._paused) {
+        for (const key of req.keys) {
+          if (key.startsWith("job:")) {
+            const job = this._table.get(key.slice(4));
+            if (job) this._table.setStale(job, false);
+          } else {
+            for (const job of [...this._table.values()]) {
+              if (key === "scope:all" || job.userId == null || job.userId === this.userId) {
+                this._table.setStale(job, false);
+              }
+            }
+          }
+        }
+      }
+    } else {
+      for (const key of req.keys) {
+        if (key.startsWith("job:")) this._sync.jobs.add(key.slice(4));
+        else this._sync.count += Math.max(0, number(msg.snapshots) ?? 0);
+      }
+    }
+    this._checkSync();
+  }
+
+  /** Ends the resync round once nothing announced is outstanding (never while paused). */
+  _checkSync() {
+    const sync = this._sync;
+    if (!sync || this._paused || !this._welcomedAt) return;
+    if (sync.acks.size || sync.jobs.size || sync.count > 0) return;
+    this._sync = null;
+    this._stats.resyncs++;
+    // Jobs the server sent nothing for: it holds no newer state for them than we do.
+    for (const job of [...this._table.values()]) {
+      if (job.stale && !job.unavailable) this._table.setStale(job, false);
+    }
+    this._setSynced(true);
+  }
+
+  _markAllStale() {
+    for (const job of [...this._table.values()]) this._table.setStale(job, true);
+    this._setSynced(false);
+  }
+
+  _setSynced(synced) {
+    if (this._synced === synced) return;
+    this._synced = synced;
+    this._emit("sync", { synced });
+  }
+
+  /** Emits `job` for each job changed since the last call, then one `jobs`. */
+  _flushJobs() {
+    const changes = this._table.take();
+    if (!changes.size) return;
+    const changed = [];
+    const removed = [];
+    for (const [id, job] of changes) {
+      if (job) {
+        changed.push(id);
+        this._emit("job", job);
+      } else {
+        removed.push(id);
+      }
+    }
+    this._emit("jobs", { jobs: this._table.view(), changed, removed });
   }
 
   // ---- closing and reconnecting ------------------------------------------------------------
@@ -588,11 +1039,15 @@ export class JobwireClient extends EventBase {
     const welcomedAt = this._welcomedAt;
     this._ws = null;
     this._welcomedAt = 0;
+    this._paused = false;
+    this._sync = null;
     this._clearTimer("ping");
     this._clearTimer("pong");
     this._clearTimer("welcome");
     this._clearTimer("refresh");
     this._failRequests(new JobwireError("disconnected", "the connection closed"));
+    this._markAllStale();
+    this._flushJobs();
     if (this._state === "stopped") return;
 
     // A connection that stayed up long enough proves the server is fine: start over.
@@ -636,7 +1091,7 @@ export class JobwireClient extends EventBase {
       return;
     }
     // 4008 (slow consumer), 1001 without goaway, 1006 (network) and the rest: plain backoff.
-    // The resubscription after the reconnect brings fresh snapshots, so nothing stays missed.
+    // The resubscription after the reconnect resumes or brings fresh snapshots.
     this._scheduleReconnect(backoffDelay(this._attempt++, cfg, this._random), info);
   }
 
@@ -653,16 +1108,36 @@ export class JobwireClient extends EventBase {
     this._startTimer("retry", delay, () => this._open());
   }
 
-  _stop(info) {
+  /** Stops for good: no timers, no network watching, pending promises rejected. */
+  _stop(info, code = "stopped", message = info.reason || "stopped") {
+    this._gen++; // a getToken() still running must not open a socket afterwards
     this._clearAllTimers();
-    this._failRequests(new JobwireError("closed", "the client stopped"));
-    for (const w of this._waiters) w.reject(new JobwireError("stopped", info.reason || "stopped"));
+    this._welcomedAt = 0;
+    this._sync = null;
+    this._failRequests(new JobwireError(code, message));
+    for (const w of this._waiters) w.reject(new JobwireError(code, message));
     this._waiters.clear();
     if (this._unwatchNetwork) {
       this._unwatchNetwork();
       this._unwatchNetwork = null;
     }
+    this._markAllStale();
     this._setState("stopped", info);
+    this._flushJobs();
+  }
+
+  /**
+   * getToken() said the user is logged out: close, forget that user's jobs and resume point,
+   * and never retry (connect() starts again, e.g. after the next sign-in).
+   */
+  _logout(reason) {
+    this._detachSocket(1000, "logged out");
+    this._stop({ reason: "logged out", loggedOut: true });
+    this._table.clear();
+    this._resume = null;
+    this._lastEvent = null;
+    this._flushJobs();
+    this._emit("loggedout", { reason });
   }
 
   _onNetwork(online) {
@@ -702,17 +1177,17 @@ export class JobwireClient extends EventBase {
   // ---- token refresh and heartbeat ---------------------------------------------------------
 
   /**
-   * Plans the next refresh from a token's exp (seconds): refreshMarginMs before it, or at half
-   * the remaining time for short-lived tokens. Only with getToken (a source of new tokens).
+   * Plans the next refresh from the token's expiry (seconds; the server's `expiresAt`, else the
+   * JWT's exp): at refreshRatio (80 %) of the remaining lifetime, at half of it for a retry,
+   * and never sooner than minRefreshMs from now, so a token that is already (or, by a skewed
+   * clock, seemingly) expired cannot make the client refresh in a loop. Only with getToken.
    */
-  _scheduleRefresh(expSeconds, retry = false) {
+  _planRefresh(expiresAt, retry = false) {
     this._clearTimer("refresh");
-    if (!this._getToken || !expSeconds) return;
-    const remaining = expSeconds * 1000 - this._now();
-    if (remaining <= 0) return; // the server closes with 4401; we reconnect with a new token
-    const margin = this._refreshMarginMs;
-    const delay = retry || remaining <= 2 * margin ? remaining / 2 : remaining - margin;
-    if (retry && delay < 1000) return; // too late to retry; the reconnect will do it
+    this._expiresAt = typeof expiresAt === "number" && Number.isFinite(expiresAt) ? expiresAt : null;
+    if (!this._getToken || this._expiresAt == null || !this._welcomedAt) return;
+    const remaining = this._expiresAt * 1000 - this._now();
+    const delay = Math.max(this._minRefreshMs, remaining * (retry ? 0.5 : this._refreshRatio));
     this._refreshAt(this._now() + delay);
   }
 
@@ -725,9 +1200,11 @@ export class JobwireClient extends EventBase {
     }
     this._startTimer("refresh", Math.max(0, wait), () => {
       this.refresh().catch((err) => {
-        if (err && err.code !== "disconnected" && err.code !== "closed") {
-          this._emit("error", { code: "refresh_failed", message: err.message, error: err });
-        }
+        // A server refusal was reported and replanned by _onError; a closed link replans at
+        // the next welcome; a logout is final. What is left is getToken() failing: retry later.
+        if (!this._welcomedAt || (err && (err.reply || err.code === "logged_out"))) return;
+        this._emit("error", { code: "refresh_failed", message: String(err && err.message || err), error: err });
+        this._planRefresh(this._expiresAt, true);
       });
     });
   }
@@ -790,7 +1267,6 @@ export class JobwireClient extends EventBase {
   _send(msg, req) {
     const id = String(this._nextId++);
     this._requests.set(id, req);
-    if (msg.kinds === null) delete msg.kinds;
     this._sendRaw({ ...msg, id });
     return id;
   }

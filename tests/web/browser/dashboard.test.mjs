@@ -5,11 +5,10 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import {
-  Redis, Jobwire, launchBrowser, openDashboard, screenshot, row, workDir, newSecret, signJwt,
+  launchBrowser, screenshot, row, newSecret, signJwt, withStack as withStackIn, ready, followed, WAIT,
 } from "./harness.mjs";
 
 const TEST_MS = 30_000;
-const WAIT = { timeout: 10_000 };
 
 let browser;
 before(async () => {
@@ -18,40 +17,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
 });
-
-/**
- * Runs body({ redis, jobwire, open }) with a fresh redis-server and jobwire; on failure the
- * jobwire log tail is added to the error. Pages opened with open() are closed afterwards.
- */
-async function withStack(name, body, overrides = {}) {
-  const dir = workDir(name);
-  const redis = await new Redis(dir).start();
-  const jobwire = new Jobwire(dir, redis, overrides);
-  const pages = [];
-  try {
-    await jobwire.start();
-    const open = async (query) => {
-      const page = await openDashboard(browser, jobwire, query);
-      pages.push(page);
-      return page;
-    };
-    await body({ redis, jobwire, open, dir });
-    for (const page of pages) assert.deepEqual(page.problems, [], "the page logged errors");
-  } catch (err) {
-    err.message += `\n--- jobwire log (${name}) ---\n${jobwire.logTail()}`;
-    throw err;
-  } finally {
-    for (const page of pages) await page.close().catch(() => {});
-    await jobwire.stop();
-    await redis.stop();
-  }
-}
-
-/** Waits until the page is live and its scope subscription is in force on the server. */
-async function ready(page, scope = "user") {
-  await page.waitForSelector('#link[data-state="live"]', WAIT);
-  await page.waitForSelector(`body[data-following="${scope}"]`, WAIT);
-}
+const withStack = (name, body, overrides) => withStackIn(browser, name, body, overrides);
 
 test("(a) the page shows a job's progress live until it reaches 100% and completes", { timeout: TEST_MS }, async () => {
   await withStack("a-progress", async ({ redis, open }) => {
@@ -129,6 +95,8 @@ test("(c) jobwire restarts: the page reconnects by itself and shows the state it
     await jobwire.kill();
     await page.waitForSelector('#link[data-state="reconnecting"], #link[data-state="connecting"]', WAIT);
     await page.waitForFunction(() => /reconnecting|connecting/.test(document.querySelector("#link").textContent), null, WAIT);
+    // What the page shows can no longer be confirmed: the row says so.
+    await page.waitForSelector(row("job_c1", { stale: "true" }), WAIT);
     await screenshot(page, "c-restart-down");
 
     // Meanwhile the job finishes: its state is in Redis, but its event reaches nobody.
@@ -138,7 +106,7 @@ test("(c) jobwire restarts: the page reconnects by itself and shows the state it
     // resubscribed job shows what it missed.
     await jobwire.start();
     await page.waitForSelector('#link[data-state="live"]', { timeout: 15_000 });
-    await page.waitForSelector(row("job_c1", { status: "completed", progress: 100 }), WAIT);
+    await page.waitForSelector(row("job_c1", { status: "completed", progress: 100, stale: "false" }), WAIT);
     assert.equal(await page.textContent(`${row("job_c1")} .pct`), "100%");
 
     // And live events flow again on the new connection.
@@ -158,6 +126,7 @@ test("(d) Redis goes away: the page says paused, then catches up when it is back
     });
     await redis.jobUpdate("job_d1", "alice", { status: "processing", progress: 10 });
     await page.waitForSelector(row("job_d1", { progress: 10 }), WAIT);
+    await followed(page, "job_d1");
 
     await redis.kill();
     await page.waitForSelector('#link[data-state="paused"]', WAIT);

@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import assert from "node:assert/strict";
 
 const execFileP = promisify(execFile);
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -144,9 +145,10 @@ export class Redis {
    * One job update as the AI services make it: the hash ai:job:{id} first, then the event on
    * ai:job:{kind}:{id} (jobwire's snapshots rely on this order).
    */
-  async jobUpdate(jobId, userId, { status, progress, kind = "progress", message, error }) {
-    const ts = new Date().toISOString();
+  async jobUpdate(jobId, userId, { status, progress, kind = "progress", message, error, startTime, updateTime }) {
+    const ts = updateTime || new Date().toISOString();
     const fields = ["status", status, "progress", String(progress), "userId", userId, "updateTime", ts];
+    if (startTime) fields.push("startTime", startTime);
     if (message) fields.push("message", message);
     if (error) fields.push("error", error);
     await this.cmd("HSET", `ai:job:${jobId}`, ...fields);
@@ -240,6 +242,23 @@ export class Jobwire {
   logTail(lines = 40) {
     return tail(this.log, lines);
   }
+
+  /** The sum of a metric's samples over all its labels, from /metrics. */
+  async metricSum(name) {
+    const text = await (await fetch(this.baseUrl + "/metrics", { signal: AbortSignal.timeout(2000) })).text();
+    let sum = 0;
+    for (const line of text.split("\n")) {
+      const m = /^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$/.exec(line);
+      if (m && m[1] === name) sum += Number(m[3]);
+    }
+    return sum;
+  }
+
+  /** Waits until jobwire has taken in `n` job events in all (they are processed in order). */
+  async waitEvents(n) {
+    await waitFor(async () => (await this.metricSum("jobwire_events_received_total")) >= n,
+      `jobwire received ${n} events`);
+  }
 }
 
 // ---- tokens ----------------------------------------------------------------------------------
@@ -284,8 +303,9 @@ export async function launchBrowser() {
  * Opens the dashboard in a new page and records the page's JavaScript errors and console
  * errors in page.problems (the tests assert it stays empty).
  */
-export async function openDashboard(context, jobwire, query) {
+export async function openDashboard(context, jobwire, query, { viewport } = {}) {
   const page = await context.newPage();
+  if (viewport) await page.setViewportSize(viewport);
   page.problems = [];
   page.on("pageerror", (err) => page.problems.push(`pageerror: ${err.message}`));
   page.on("console", (msg) => {
@@ -310,4 +330,60 @@ export async function screenshot(page, name) {
 /** The selector of a job's row, optionally with attribute conditions. */
 export function row(jobId, attrs = {}) {
   return `tr[data-job="${jobId}"]` + Object.entries(attrs).map(([k, v]) => `[data-${k}="${v}"]`).join("");
+}
+
+// ---- one test's stack ------------------------------------------------------------------------
+
+/** Options of page waits: long enough for a loaded machine, short enough to fail fast. */
+export const WAIT = { timeout: 10_000 };
+
+/**
+ * Runs body({ redis, jobwire, open, dir }) with a fresh redis-server and jobwire; on failure the
+ * jobwire log tail is added to the error. Pages opened with open(query, options) are checked
+ * for JavaScript errors and closed afterwards.
+ */
+export async function withStack(browser, name, body, overrides = {}) {
+  const dir = workDir(name);
+  const redis = await new Redis(dir).start();
+  const jobwire = new Jobwire(dir, redis, overrides);
+  const pages = [];
+  try {
+    await jobwire.start();
+    const open = async (query, options) => {
+      const page = await openDashboard(browser, jobwire, query, options);
+      pages.push(page);
+      return page;
+    };
+    await body({ redis, jobwire, open, dir });
+    for (const page of pages) assert.deepEqual(page.problems, [], "the page logged errors");
+  } catch (err) {
+    err.message += `\n--- jobwire log (${name}) ---\n${jobwire.logTail()}`;
+    throw err;
+  } finally {
+    for (const page of pages) await page.close().catch(() => {});
+    await jobwire.stop();
+    await redis.stop();
+  }
+}
+
+/** Waits until the page is live and its scope subscription is in force on the server. */
+export async function ready(page, scope = "user") {
+  await page.waitForSelector('#link[data-state="live"]', WAIT);
+  await page.waitForSelector(`body[data-following="${scope}"]`, WAIT);
+}
+
+/**
+ * Waits until the page follows a running job as well as it can before an outage: against a
+ * server without scope snapshots (body[data-follow-by-id="true"]) that is the job's own
+ * subscription, in force on the server; otherwise the scope covers it already.
+ */
+export async function followed(page, jobId) {
+  if ((await page.getAttribute("body", "data-follow-by-id")) === "true") {
+    await page.waitForSelector(`tr[data-job="${jobId}"][data-followed="true"]`, WAIT);
+  }
+}
+
+/** The job ids of the dashboard's rows, top to bottom. */
+export function rowOrder(page) {
+  return page.$$eval("#jobs tbody tr", (trs) => trs.map((tr) => tr.dataset.job));
 }

@@ -2,49 +2,9 @@
 // Run: node --test tests/web/unit/
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import {
-  JobwireClient, backoffDelay, tokenExpiry, DEFAULT_RECONNECT,
-} from "../../../web/jobwire.js";
-import { FakeWebSocket, FakeClock, FakeNetwork, fakeJwt, flush } from "./fakes.mjs";
-
-const URL_WS = "ws://jobs.test/ws";
-
-/** A client wired to the fakes; `random` defaults to the top of the jitter range. */
-function makeClient(opts = {}) {
-  FakeWebSocket.reset();
-  const clock = opts.clock || new FakeClock();
-  const network = opts.network || new FakeNetwork(true);
-  const events = [];
-  const client = new JobwireClient({
-    url: URL_WS,
-    WebSocket: FakeWebSocket,
-    setTimeout: clock.setTimeout,
-    clearTimeout: clock.clearTimeout,
-    now: clock.now,
-    random: () => 0.999,
-    network,
-    pingIntervalMs: 0,
-    ...opts.client,
-  });
-  for (const type of ["state", "event", "snapshot", "error", "welcome", "live"]) {
-    client.addEventListener(type, (e) => events.push({ type, detail: e.detail }));
-  }
-  return { client, clock, network, events };
-}
-
-/** Opens and welcomes the newest socket. */
-async function accept(user = "alice", admin = false) {
-  await flush();
-  const ws = FakeWebSocket.last();
-  ws.open();
-  ws.welcome(user, admin);
-  await flush();
-  return ws;
-}
-
-function lastState(events) {
-  return events.filter((e) => e.type === "state").at(-1).detail;
-}
+import { JobwireClient, backoffDelay, DEFAULT_RECONNECT } from "../../../web/jobwire.js";
+import { FakeWebSocket, FakeNetwork, flush } from "./fakes.mjs";
+import { makeClient, accept, lastState, URL_WS } from "./setup.mjs";
 
 // ---- backoff ---------------------------------------------------------------------------------
 
@@ -268,55 +228,6 @@ test("4429 and 1013 back off longer than a plain failure", async () => {
 });
 
 // ---- token refresh ---------------------------------------------------------------------------
-
-test("the token is refreshed ahead of its exp, then again from the ack's expiresAt", async () => {
-  const clock = new FakeClock();
-  const nowS = clock.time / 1000;
-  const tokens = [fakeJwt({ sub: "alice", exp: nowS + 600 }), fakeJwt({ sub: "alice", exp: nowS + 1200 })];
-  let calls = 0;
-  const { client } = makeClient({
-    clock, client: { getToken: () => tokens[Math.min(calls++, 1)], refreshMarginMs: 60_000 },
-  });
-  assert.equal(tokenExpiry(tokens[0]), nowS + 600);
-  client.connect();
-  const ws = await accept();
-  await clock.advance(540_000 - 1);
-  assert.equal(ws.sentOf("refresh").length, 0, "not before exp - margin");
-  await clock.advance(1);
-  const refresh = ws.sentOf("refresh");
-  assert.equal(refresh.length, 1);
-  assert.equal(refresh[0].token, tokens[1]);
-  ws.receive({ type: "ack", id: refresh[0].id, op: "auth", userId: "alice", expiresAt: nowS + 1200 });
-  await flush();
-  // Next refresh: 1200 s - 60 s after the start.
-  await clock.advance(1140_000 - 540_000 - 1);
-  assert.equal(ws.sentOf("refresh").length, 1);
-  await clock.advance(1);
-  assert.equal(ws.sentOf("refresh").length, 2);
-  client.close();
-});
-
-test("a short-lived token is refreshed at half its remaining time; refresh() by hand", async () => {
-  const clock = new FakeClock();
-  const nowS = clock.time / 1000;
-  const { client } = makeClient({
-    clock, client: { getToken: () => fakeJwt({ exp: nowS + 60 }), refreshMarginMs: 60_000 },
-  });
-  client.connect();
-  const ws = await accept();
-  await clock.advance(29_999);
-  assert.equal(ws.sentOf("refresh").length, 0);
-  await clock.advance(1);
-  assert.equal(ws.sentOf("refresh").length, 1);
-  const p = client.refresh("explicit-token");
-  await flush();
-  const req = ws.sentOf("refresh")[1];
-  assert.equal(req.token, "explicit-token");
-  ws.receive({ type: "error", id: req.id, code: "bad_token", message: "bad_signature" });
-  await assert.rejects(p, (e) => e.code === "bad_token");
-  assert.equal(client.state, "live", "a refused refresh keeps the connection");
-  client.close();
-});
 
 test("no refresh is planned for a token without a readable exp", async () => {
   const { client, clock } = makeClient({ client: { getToken: () => "opaque-token" } });
