@@ -995,8 +995,8 @@ def test_model_random_operations(jw):
                         f"[seed {seed}] {name}: the end marker {p.describe()} did not arrive "
                         f"within 10 s (the connection's stream is incomplete)")
         finally:
-            for name, real in world.real.items():
-                await real.close()
+            await asyncio.gather(*(real.close() for real in world.real.values()),
+                                 return_exceptions=True)
 
     t_start = time.monotonic()
     asyncio.run(asyncio.wait_for(run(), budget + 60))
@@ -1011,6 +1011,8 @@ def test_model_random_operations(jw):
     dump_dir = os.environ.get("JW_MODEL_DUMP")
     if dump_dir:
         write_dump(world, dump_dir)
+        with open(os.path.join(dump_dir, "violations.txt"), "w") as f:
+            f.write("\n".join(violations) + "\n")
     if world.fence_timeouts:
         violations.append(f"[seed {seed}] observer: {len(world.fence_timeouts)} fence event(s) "
                           f"did not arrive within 5 s, e.g. #{world.fence_timeouts[0]}")

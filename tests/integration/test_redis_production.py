@@ -407,11 +407,11 @@ def sentinel_case(tmp_path, pki):
             c.hset(f"ai:job:{JOB_HASH}", mapping={"userId": "alice", "progress": "1"})
             c.set(f"ai:job:status:{JOB_STRING}",
                   json.dumps({"jobId": JOB_STRING, "userId": "alice", "status": "queued"}))
-        # a backoff wait would be obvious: the first delay is up to 3 s, then 6, 12, 15 s
+        # a backoff wait would be obvious: the first delay is up to 10 s, then 20, 30 s
         jw = Jobwire(tmp_path, st.master, tls_settings(
             pki, redis_sentinels=",".join(f"127.0.0.1:{s.port}" for s in st.sentinels),
             redis_sentinel_master=st.name, redis_sentinel_password=SENTINEL_PASSWORD,
-            reconnect_initial_ms=3000, reconnect_max_ms=15000, reconnect_multiplier=2.0))
+            reconnect_initial_ms=10000, reconnect_max_ms=30000, reconnect_multiplier=2.0))
         jw.start()
         yield st, jw
     finally:
@@ -472,13 +472,13 @@ def test_sentinel_kill9_of_the_master_follows_switch_master_at_once(sentinel_cas
                 svc.n += 1
         print(f"sentinel: +switch-master {1000 * (t_switch - t_kill):.0f} ms after kill -9; "
               f"first event {('%.0f ms' % (1000 * took)) if took is not None else 'never'} "
-              f"after +switch-master (reconnect_initial_ms 3000, reconnect_max_ms 15000)")
-        if took is None or took > 1.5:
+              f"after +switch-master (reconnect_initial_ms 10000, reconnect_max_ms 30000)")
+        if took is None or took > 2.5:
             problems.append(
                 f"after kill -9 of the master: the first event reached the client "
                 f"{'never (20 s)' if took is None else f'{took * 1000:.0f} ms'} after "
-                f"+switch-master; jobwire must follow +switch-master at once (~0.2 s), not "
-                f"after its reconnect backoff (up to 3-15 s here)")
+                f"+switch-master; jobwire must follow +switch-master at once (~0.2 s; 2.5 s "
+                f"allowed), not after its reconnect backoff (up to 10-30 s here)")
         problems += await check_service(svc, "after kill -9 of the sentinel master")
         return problems
     report(async_run(body()), jw)
