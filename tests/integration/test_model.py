@@ -16,14 +16,19 @@ events precede and follow it. Refused requests change nothing, so events are pub
 after them, while jobwire is still answering (that is where a refusal that changes state or
 drops held events shows).
 
-    JW_MODEL_SEED=123        replay a run (the seed is printed, and named in every failure)
-    JW_MODEL_OPS=800         number of random operations (default 700)
+    JW_MODEL_SEED=123        replay a run (the seed is printed, and named in every failure); the
+                             same operations follow as long as the server answers the same (a
+                             connection that dies or is retired changes the later choices)
+    JW_MODEL_DUMP=DIR        write every publication, each connection's subscriptions over time,
+                             requests, expected and received streams, and all violations to DIR
+    JW_MODEL_OPS=8000        number of random operations (default 8000)
     JW_MODEL_SECONDS=35      time budget of the operations (default 35; the run stops earlier
                              when the ops are done; the number of ops run is printed)
     JW_MODEL_SOAK=600        soak: operations for this many seconds (no op limit), more clients
 """
 
 import asyncio
+import json
 import os
 import random
 import re
@@ -915,7 +920,7 @@ def env_int(name, default):
 def test_model_random_operations(jw):
     seed = env_int("JW_MODEL_SEED", random.SystemRandom().randrange(1, 10 ** 9))
     soak = env_int("JW_MODEL_SOAK", 0)
-    max_ops = env_int("JW_MODEL_OPS", 4000 if not soak else 10 ** 9)
+    max_ops = env_int("JW_MODEL_OPS", 8000 if not soak else 10 ** 9)
     budget = soak or env_int("JW_MODEL_SECONDS", 30)
     print(f"\nmodel test: seed {seed} (replay: JW_MODEL_SEED={seed}), up to {max_ops} ops "
           f"in {budget} s", file=sys.stderr)
@@ -1031,3 +1036,61 @@ def test_model_random_operations(jw):
           f"{stats}", file=sys.stderr)
     assert not violations, (f"seed {seed} (replay: JW_MODEL_SEED={seed} "
                             f"JW_MODEL_OPS={result.get('ops')}):\n" + summarize(violations))
+
+
+# ------------------------------------------------------------------------ the checker itself
+
+def test_model_checker_detects_each_kind_of_violation():
+    """verify() is what makes the random test able to fail: fed a stream with one defect of
+    each kind, it must name each one (and accept the stream without defects)."""
+    model = M.Model(MAX_SUBS)
+    model.add_job(M.Job("ja", "alice", "hash"))
+    model.jobs["ja"].hash = {"userId": "alice", "progress": "5"}
+    conn = M.Conn("c1", "alice", False, "ws")
+    model.conns["c1"] = conn
+    conn.requests["r1"] = ('{"type":"subscribe","jobs":["ja"]}',
+                           {"type": "ack", "op": "subscribe", "scope": "jobs", "jobs": ["ja"],
+                            "kinds": M.KINDS})
+    model.apply_subscribe_jobs(conn, ["ja"], None)
+
+    def pub(uid, job, user, valid=True):
+        p = M.Published(uid, f"ai:job:status:{job}".encode(),
+                        M.dump({"jobId": job, "userId": user, "n": uid}).encode(), valid, "bad",
+                        job=job, user=user, kind="status")
+        model.publish(p)
+        return p
+
+    p1, p2, p3 = pub(1, "ja", "alice"), pub(2, "ja", "alice"), pub(3, "ja", "alice")
+    leak = pub(4, "jb", "bob")
+    bad = pub(5, "ja", "alice", valid=False)
+
+    def frame(p, seq):
+        return {"msg": M.loads(json.dumps({
+            "type": "event", "kind": "status", "jobId": p.job, "userId": p.user,
+            "channel": p.channel.decode(), "payload": json.loads(p.payload), "seq": seq})),
+            "id": None}
+
+    head = [{"msg": {"type": "welcome", "userId": "alice", "admin": False}, "id": None},
+            {"msg": {"type": "ack", "id": "r1", "op": "subscribe", "scope": "jobs",
+                     "jobs": ["ja"], "kinds": list(M.KINDS)}, "id": None},
+            {"msg": M.loads(json.dumps({"type": "snapshot", "jobId": "ja", "userId": "alice",
+                                        "source": "hash", "state": model.jobs["ja"].hash,
+                                        "seq": 1})), "id": None}]
+    good = head + [frame(p1, 2), frame(p2, 3), frame(p3, 4)]
+    assert M.verify(model, conn, good, 0) == []
+    cases = {
+        "LOST": head + [frame(p1, 2), frame(p3, 3)],
+        "DUPLICATE": head + [frame(p1, 2), frame(p2, 3), frame(p2, 4), frame(p3, 5)],
+        "ORDER": head + [frame(p2, 2), frame(p1, 3), frame(p3, 4)],
+        "LEAK ACROSS USERS": good + [frame(leak, 5)],
+        "INVALID INPUT DELIVERED": good + [frame(bad, 5)],
+        "seq jumps": head + [frame(p1, 2), frame(p2, 4), frame(p3, 5)],
+        "snapshot": [head[0], head[1]] + [frame(p1, 1), frame(p2, 2), frame(p3, 3)],
+    }
+    for what, log in cases.items():
+        found = M.verify(model, conn, log, 0)
+        assert any(what in v for v in found), f"{what} not detected; got {found}"
+    before = head[:2] + [frame(p1, 1), head[2]] + [frame(p2, 3), frame(p3, 4)]
+    before[3] = {"msg": dict(before[3]["msg"], seq=2), "id": None}
+    found = M.verify(model, conn, before, 0)
+    assert any("ORDER" in v for v in found), f"event before its snapshot not detected: {found}"

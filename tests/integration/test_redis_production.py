@@ -24,7 +24,7 @@ import time
 import pytest
 import redis
 
-from conftest import WAIT, Jobwire, daemon_env, jobwire_bin, tail, wait_for, write_config
+from conftest import WAIT, Jobwire, daemon_env, jobwire_bin, wait_for, write_config
 from redis_topologies import (PROD_NAME, ProdCluster, ProdSentinels, make_dns_only_cert, make_pki,
                               tls_server)
 
