@@ -174,3 +174,212 @@ class Sentinels:
     def stop(self):
         for p in self.sentinels + [self.replica, self.master]:
             p.stop()
+
+
+# ------------------------------------------------------------------------------------------------
+# Production-like topologies: TLS only, passwords, certificates that name only a DNS name (the
+# nodes are announced as 127.0.0.1, as Azure's clustered caches announce addresses that the
+# certificate does not name).
+
+PROD_NAME = "redis.test"
+
+
+def make_dns_only_cert(pki, name=PROD_NAME):
+    """A server certificate signed by pki's CA whose only SAN is DNS:name (no IP SAN).
+    Adds "dns-server.pem"/"dns-server.key" to pki (a dict from make_pki) and returns it."""
+    d = os.path.dirname(pki["ca.pem"])
+    stem = "dns-server"
+    with open(os.path.join(d, f"{stem}.ext"), "w") as f:
+        f.write(f"subjectAltName=DNS:{name}\nextendedKeyUsage=serverAuth,clientAuth\n")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{stem}.key", "-out",
+            f"{stem}.csr", "-subj", f"/CN={name}", cwd=d)
+    openssl("x509", "-req", "-in", f"{stem}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{stem}.pem", "-days", "2", "-extfile", f"{stem}.ext",
+            cwd=d)
+    pki = dict(pki)
+    pki["dns-server.pem"] = os.path.join(d, f"{stem}.pem")
+    pki["dns-server.key"] = os.path.join(d, f"{stem}.key")
+    return pki
+
+
+def tls_only_args(pki, port, password):
+    """redis-server arguments: no plain port, TLS on `port` with the DNS-only certificate,
+    TLS for replication and the cluster bus, requirepass and masterauth."""
+    return ["--port", "0", "--tls-port", str(port),
+            "--tls-cert-file", pki["dns-server.pem"], "--tls-key-file", pki["dns-server.key"],
+            "--tls-ca-cert-file", pki["ca.pem"], "--tls-auth-clients", "no",
+            "--tls-replication", "yes", "--requirepass", password, "--masterauth", password]
+
+
+class ProdCluster:
+    """3 masters + 3 replicas, TLS only (`port 0`, `tls-port`, `tls-cluster yes`,
+    `tls-replication yes`), `requirepass` + `masterauth`, certificates naming only
+    DNS:redis.test while CLUSTER SLOTS announces 127.0.0.1; a short cluster-node-timeout so
+    that failovers take a few seconds."""
+
+    def __init__(self, workdir, pki, password, node_timeout_ms=1500):
+        self.pki, self.password = pki, password
+        self.nodes = []
+        for _ in range(6):
+            port = free_port()
+            args = BASE + tls_only_args(pki, port, password) + [
+                "--tls-cluster", "yes", "--cluster-enabled", "yes",
+                "--cluster-port", str(free_port()),
+                "--cluster-config-file", f"nodes-{port}.conf",
+                "--cluster-node-timeout", str(node_timeout_ms),
+                "--cluster-announce-ip", "127.0.0.1",
+                "--cluster-replica-validity-factor", "0",  # any replica may take over
+                "--appendonly", "no"]
+            self.nodes.append(Proc(workdir, f"pcluster-{port}", args, port, password, tls=pki))
+
+    def cli(self, *args, timeout=30):
+        return subprocess.run(
+            ["redis-cli", "--tls", "--cacert", self.pki["ca.pem"], "--sni", PROD_NAME,
+             "-a", self.password, "--no-auth-warning", *args],
+            check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+
+    def start(self):
+        try:
+            for n in self.nodes:
+                n.start()
+            self.cli("--cluster", "create", *[f"127.0.0.1:{n.port}" for n in self.nodes],
+                     "--cluster-replicas", "1", "--cluster-yes")
+            wait_for(self.ok, timeout=30, what="cluster_state:ok on every node")
+            wait_for(self.replicas_in_sync, timeout=30, what="every replica in sync")
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def alive(self):
+        return [n for n in self.nodes if n.proc and n.proc.poll() is None]
+
+    def ok(self):
+        for n in self.alive():
+            with n.client() as c:
+                if "cluster_state:ok" not in c.execute_command("CLUSTER", "INFO").decode():
+                    return False
+        return True
+
+    def replicas_in_sync(self):
+        for n in self.alive():
+            with n.client() as c:
+                info = c.info("replication")
+                if info["role"] == "slave" and info.get("master_link_status") != "up":
+                    return False
+        return True
+
+    def node(self, port):
+        return next(n for n in self.nodes if n.port == port)
+
+    def node_id(self, n):
+        with n.client() as c:
+            return c.execute_command("CLUSTER", "MYID").decode()
+
+    def role(self, n):
+        with n.client() as c:
+            return c.info("replication")["role"]
+
+    def keyslot(self, key):
+        with self.alive()[0].client() as c:
+            return int(c.execute_command("CLUSTER", "KEYSLOT", key))
+
+    def slot_owner(self, slot):
+        """The live master serving `slot`, as the live nodes agree."""
+        with self.alive()[0].client() as c:
+            for start, end, master, *_ in c.execute_command("CLUSTER", "SLOTS"):
+                if start <= slot <= end:
+                    return self.node(int(master[1]))
+        raise AssertionError(f"slot {slot} is served by no node")
+
+    def masters(self):
+        return [n for n in self.alive() if self.role(n) == "master"]
+
+    def replica_of(self, master):
+        mid = self.node_id(master)
+        for n in self.alive():
+            with n.client() as c:
+                line = next(ln for ln in c.execute_command("CLUSTER", "NODES").decode().splitlines()
+                            if "myself" in ln)
+            if line.split()[3] == mid:
+                return n
+        raise AssertionError(f"no replica of {master.name}")
+
+    def client_for(self, key):
+        """A client of the master that serves `key` now."""
+        return self.slot_owner(self.keyslot(key)).client()
+
+    def stop(self):
+        for n in self.nodes:
+            n.stop()
+
+
+class ProdSentinels:
+    """1 master + 1 replica + 3 sentinels, everything TLS only with the DNS-only certificate;
+    a password on the data nodes (`requirepass`, `masterauth`) and another on the sentinels
+    (`requirepass`, `sentinel sentinel-pass`, `sentinel auth-pass`)."""
+
+    def __init__(self, workdir, pki, password, sentinel_password, master_name="jwprod"):
+        self.name, self.pki = master_name, pki
+        self.password, self.sentinel_password = password, sentinel_password
+        mport, rport = free_port(), free_port()
+        self.master = Proc(workdir, f"pmaster-{mport}", BASE + tls_only_args(pki, mport, password),
+                           mport, password, tls=pki)
+        self.replica = Proc(workdir, f"preplica-{rport}",
+                            BASE + tls_only_args(pki, rport, password)
+                            + ["--replicaof", "127.0.0.1", str(mport)], rport, password, tls=pki)
+        self.sentinels = []
+        for _ in range(3):
+            port = free_port()
+            d = os.path.join(str(workdir), f"psentinel-{port}")
+            os.makedirs(d, exist_ok=True)
+            conf = os.path.join(d, "sentinel.conf")
+            with open(conf, "w") as f:
+                f.write(f"port 0\ntls-port {port}\nbind 127.0.0.1\ndaemonize no\n"
+                        f"tls-cert-file {pki['dns-server.pem']}\n"
+                        f"tls-key-file {pki['dns-server.key']}\n"
+                        f"tls-ca-cert-file {pki['ca.pem']}\n"
+                        "tls-auth-clients no\ntls-replication yes\n"
+                        f"requirepass \"{sentinel_password}\"\n"
+                        f"sentinel sentinel-pass \"{sentinel_password}\"\n"
+                        f"sentinel monitor {master_name} 127.0.0.1 {mport} 2\n"
+                        f"sentinel auth-pass {master_name} \"{password}\"\n"
+                        f"sentinel down-after-milliseconds {master_name} 1000\n"
+                        f"sentinel failover-timeout {master_name} 3000\n")
+            self.sentinels.append(Proc(workdir, f"psentinel-{port}", [conf, "--sentinel"], port,
+                                       sentinel_password, tls=pki))
+
+    def start(self):
+        try:
+            self.master.start()
+            self.replica.start()
+            wait_for(lambda: self.replica.client().info("replication")["master_link_status"]
+                     == "up", timeout=15, what="replica in sync")
+            for s in self.sentinels:
+                s.start()
+            wait_for(lambda: all(s.client().execute_command("SENTINEL", "replicas", self.name)
+                                 for s in self.sentinels), timeout=20,
+                     what="sentinels know the replica")
+            wait_for(lambda: all(int(dict(zip(*[iter(s.client().execute_command(
+                "SENTINEL", "master", self.name))] * 2)).get(b"num-other-sentinels", 0)) >= 2
+                for s in self.sentinels), timeout=20, what="sentinels know each other")
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def master_addr(self):
+        for s in self.sentinels:
+            if s.proc.poll() is None:
+                with s.client() as c:
+                    host, port = c.execute_command("SENTINEL", "get-master-addr-by-name",
+                                                   self.name)
+                return host.decode(), int(port)
+        raise AssertionError("no sentinel left")
+
+    def node_at(self, port):
+        return self.master if self.master.port == port else self.replica
+
+    def stop(self):
+        for p in self.sentinels + [self.replica, self.master]:
+            p.stop()
