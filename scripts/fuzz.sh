@@ -10,7 +10,7 @@ secs=${1:-20}
 case $secs in '' | *[!0-9]*) echo "usage: $0 [seconds-per-target]" >&2; exit 2 ;; esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$root/build-fuzz
-targets=(fuzz_protocol fuzz_event fuzz_token)
+targets=(fuzz_protocol fuzz_event fuzz_token fuzz_json fuzz_outq fuzz_resp)
 
 # libFuzzer ships in clang's runtime on Debian 12 (libclang-rt-14-dev).
 if ! command -v clang >/dev/null ||

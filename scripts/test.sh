@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it (.ci/run): dependencies, both builds with -Werror,
-# clang-format, unit tests (ctest, normal and ASan trees), valgrind over the unit tests, and the
-# integration tests against the normal and the ASan binary. Ends with "N passed, N failed".
+# The whole test suite, as CI runs it (.ci/run): dependencies, the builds with -Werror (normal,
+# ASan+UBSan, ThreadSanitizer), clang-format, unit tests (ctest, normal and ASan trees),
+# valgrind over the unit tests, the chart, packaging, fuzzers, the web client in chromium, and
+# the integration tests against the normal and the ASan binary, and the tests that exercise the
+# two threads' handoffs against the TSan binary. Ends with "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,8 +53,8 @@ PYEOF
 banner "dependencies"
 bash scripts/install-deps.sh || { bad install-deps; summary; exit 1; }
 
-banner "build (normal + asan, -Werror)"
-if bash scripts/build.sh --asan -- -DJW_WERROR=ON; then ok build; else bad build; summary; exit 1; fi
+banner "build (normal + asan + tsan, -Werror)"
+if bash scripts/build.sh --asan --tsan -- -DJW_WERROR=ON; then ok build; else bad build; summary; exit 1; fi
 mkdir -p "$results"
 
 banner "clang-format"
@@ -109,6 +111,9 @@ run_counted() { # name, command...
 banner "helm chart (lint, template, rendered objects)"
 run_counted helm bash tests/helm/test_chart.sh
 
+banner "packaging (cmake --install, man page, systemd unit, hardening, Dockerfile)"
+run_counted packaging bash tests/packaging/test_install.sh
+
 banner "fuzzing (libFuzzer, bounded run per target)"
 run_counted fuzz bash scripts/fuzz.sh "${JW_FUZZ_SECONDS:-15}"
 
@@ -121,5 +126,16 @@ for tree in build build-asan; do
         --junitxml="$results/pytest-$tree.xml" tests/integration
     count_junit "pytest $tree" "$results/pytest-$tree.xml"
 done
+
+# ThreadSanitizer: the tests that push the most through the inbox, the command submissions and
+# the op callbacks between the Redis thread and the gateway thread. Any report fails the run.
+banner "integration tests (build-tsan/jobwire, thread handoffs)"
+JOBWIRE_BIN="$PWD/build-tsan/jobwire" \
+    TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1" \
+    "$PY" -m pytest -p no:cacheprovider -q -rfE --junitxml="$results/pytest-tsan.xml" \
+    tests/integration/test_model.py tests/integration/test_upstream.py \
+    tests/integration/test_snapshot.py tests/integration/test_integrity.py \
+    tests/integration/test_recovery.py
+count_junit "pytest tsan" "$results/pytest-tsan.xml"
 
 summary

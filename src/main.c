@@ -7,6 +7,9 @@
  * thread and joins it before the lws context is destroyed (ARCHITECTURE.md).
  */
 #include <errno.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -41,9 +44,11 @@ on_upstream_state(void *ctx, enum jw_link_state subscriber, bool commands_ready,
 static void
 usage(FILE *out)
 {
-    fprintf(out, "usage: jobwire [--config FILE] [--check-config] [--version] [--help]\n\n"
+    fprintf(out, "usage: jobwire [--config FILE] [--check-config] [--health URL] [--version] "
+                 "[--help]\n\n"
                  "  --config FILE    read settings from FILE (see conf/jobwire.conf)\n"
                  "  --check-config   validate the settings, print them (secrets masked), exit\n"
+                 "  --health URL     GET URL (e.g. http://127.0.0.1:9090/readyz): exit 0 on 200\n"
                  "  --version        print the version and exit\n"
                  "  --help           print this help and every setting\n\n"
                  "Settings (file key, environment variable, default):\n");
@@ -61,6 +66,56 @@ raise_fd_limit(void)
     }
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
         jw_info("main", "open-file limit %llu", (unsigned long long)rl.rlim_cur);
+}
+
+/* --health URL: GET http://host:port/path (the admin port's /readyz, say) and exit 0 on a 200,
+ * 1 with the reason otherwise; for container health checks in images without curl. At most
+ * HEALTH_TIMEOUT_S in all. */
+#define HEALTH_TIMEOUT_S 5
+
+static int
+health_check(const char *url)
+{
+    char host[256], port[8] = "80", path[1024] = "/";
+    if (sscanf(url, "http://%255[^:/]:%7[0-9]%1023s", host, port, path) < 2 &&
+        sscanf(url, "http://%255[^:/]%1023s", host, path) < 1) {
+        fprintf(stderr, "jobwire: --health: expected http://host[:port][/path], got '%s'\n", url);
+        return 1;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai;
+    int rc = getaddrinfo(host, port, &hints, &ai);
+    if (rc != 0) {
+        fprintf(stderr, "jobwire: --health: %s: %s\n", host, gai_strerror(rc));
+        return 1;
+    }
+    int fd = socket(ai->ai_family, ai->ai_socktype, 0);
+    struct timeval tv = {HEALTH_TIMEOUT_S, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    char buf[512];
+    int n = -1;
+    if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+        int len = snprintf(buf, sizeof buf, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, host);
+        if (write(fd, buf, (size_t)len) == len)
+            n = (int)read(fd, buf, sizeof buf - 1);
+    }
+    freeaddrinfo(ai);
+    if (n <= 0) {
+        fprintf(stderr, "jobwire: --health: %s: %s\n", url, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return 1;
+    }
+    close(fd);
+    buf[n] = '\0';
+    int status = 0;
+    if (sscanf(buf, "HTTP/%*s %d", &status) == 1 && status == 200)
+        return 0;
+    char *eol = strpbrk(buf, "\r\n");
+    if (eol)
+        *eol = '\0';
+    fprintf(stderr, "jobwire: --health: %s: %s\n", url, buf);
+    return 1;
 }
 
 static int
@@ -123,6 +178,8 @@ main(int argc, char **argv)
             config_path = argv[++i];
         } else if (strcmp(argv[i], "--check-config") == 0) {
             check_only = 1;
+        } else if (strcmp(argv[i], "--health") == 0 && i + 1 < argc) {
+            return health_check(argv[i + 1]);
         } else if (strcmp(argv[i], "--version") == 0) {
             printf("jobwire %s\n", JW_VERSION);
             return 0;
@@ -143,6 +200,13 @@ main(int argc, char **argv)
         return 1;
     }
     if (check_only) {
+        char err[512];
+        if (jw_gateway_check(&cfg, err, sizeof err) < 0 ||
+            jw_upstream_check(&cfg, err, sizeof err) < 0) {
+            fprintf(stderr, "jobwire: %s\n", err);
+            jw_config_free(&cfg);
+            return 1;
+        }
         jw_config_dump(&cfg, stdout);
         printf("configuration ok\n");
         jw_config_free(&cfg);

@@ -22,8 +22,8 @@ struct jw_frame {
     uint8_t sequenced;     /* 1: the writer appends ,"seq":N} */
     const char *type;      /* static: the message's "type" (SSE `event:` line) */
     size_t len;            /* text length */
-    uint64_t event_id;     /* entry number of the event it carries, or the snapshot's position;
-                              0 = none (SSE `id:` line only when set) */
+    uint64_t event_id;     /* sequenced frames: the entry number of the event it carries, or
+                              the snapshot's position (the SSE `id:` line) */
     uint64_t origin_ns;    /* CLOCK_MONOTONIC when the event was read from Redis; 0 = control */
     const char *conflates; /* progress events: the job id; a newer frame of the same job may
                               replace this one in a queue under pressure. NULL = never dropped */

@@ -18,6 +18,9 @@
 
 struct jw_gateway;
 
+/* What --check-config checks beyond the settings: the JWT keys load, web_root is a directory.
+ * 0, or -1 with the reason in err. */
+int jw_gateway_check(const struct jw_config *cfg, char *err, size_t errlen);
 /* The loop and the inbox; `cfg` must outlive the gateway. NULL (after logging why) on failure. */
 struct jw_gateway *jw_gateway_new(const struct jw_config *cfg);
 /* Creates the parts that talk to Redis and starts listening: no connection is accepted before

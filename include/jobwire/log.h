@@ -1,8 +1,9 @@
 /*
  * Logging: one line per event, safe to call from any thread. Two formats: text for a terminal
- * ("2026-11-23T05:00:00.123Z INFO  upstream: message") and JSON for log collectors
- * ({"ts":"…","level":"info","module":"upstream","msg":"…"}). Secrets (passwords, tokens) must
- * never be passed to these functions.
+ * ("2026-11-23T05:00:00.123Z INFO  session: closed conn=c0000002a code=4008") and JSON for log
+ * collectors ({"ts":"…","level":"info","module":"session","msg":"closed","conn":"c0000002a",
+ * "code":4008}): structured fields (jw_log_fields) become keys of their own. Secrets
+ * (passwords, tokens) must never be passed to these functions.
  */
 #ifndef JOBWIRE_LOG_H
 #define JOBWIRE_LOG_H
@@ -22,6 +23,20 @@ int jw_log_enabled(enum jw_log_level level);
  * bytes: control characters are escaped so that one call is always exactly one line. */
 void jw_log(enum jw_log_level level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* A structured field: a string (NULL: the field is left out) or a number. */
+struct jw_log_field {
+    const char *key;
+    const char *str;
+    long long num;
+    int is_num;
+};
+#define JW_LOG_STR(k, v) ((struct jw_log_field){.key = (k), .str = (v)})
+#define JW_LOG_NUM(k, v) ((struct jw_log_field){.key = (k), .num = (long long)(v), .is_num = 1})
+
+/* jw_log() with fields after the message. */
+void jw_log_fields(enum jw_log_level level, const char *module, const struct jw_log_field *fields,
+                   size_t nfields, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 #define jw_debug(mod, ...)                                                                         \
     do {                                                                                           \

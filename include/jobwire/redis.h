@@ -129,6 +129,9 @@ struct jw_upstream_hooks {
 
 struct jw_upstream;
 
+/* What --check-config checks beyond the settings: the TLS files load (redis_tls). 0, or -1
+ * with the reason in err. */
+int jw_upstream_check(const struct jw_config *cfg, char *err, size_t errlen);
 /* `cfg` must outlive the upstream. */
 struct jw_upstream *jw_upstream_new(const struct jw_config *cfg,
                                     const struct jw_upstream_hooks *hooks);

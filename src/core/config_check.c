@@ -264,8 +264,8 @@ jw_config_finish(struct jw_config *c, char *err, size_t errlen)
     }
     if (c->redis_db > 0 && c->redis_ncluster_nodes > 0)
         return jw_config_fail(err, errlen,
-                              "redis_db: a Redis Cluster has only database 0 (redis_url ends in "
-                              "/%d)",
+                              "redis_db: a Redis Cluster has only database 0, not %d (set by "
+                              "redis_db or by redis_url's /N)",
                               c->redis_db);
     if (finish_user_channels(c, err, errlen) != 0 || finish_limits(c, err, errlen) != 0)
         return -1;

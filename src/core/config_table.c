@@ -50,7 +50,7 @@ const struct opt jw_config_opts[] = {
         "HS256 shared secret (at least 32 bytes); \"\" disables HS256. Secret: never logged, "
         "masked in dumps."),
     OPT(T_STRING, jwt_secret_file, "", 0, 0, NULL, 0,
-        "File holding the HS256 secret, read at start (one trailing newline stripped); "
+        "File holding the HS256 secret, read at start (trailing CR/LF stripped); "
         "exclusive with jwt_secret."),
     {"jwt_public_keys", T_LIST, F(jwt_public_keys), F(jwt_npublic_keys), "", 0, 0, NULL, O_EMPTY_OK,
      "Comma-separated PEM public key files, each `kid=path` or `path`; an RSA key (>= 2048 "
@@ -192,7 +192,8 @@ const struct opt jw_config_opts[] = {
         "A Redis Cluster's slot map is read again at least this often (and at once on MOVED or a "
         "node failing)."),
     OPT(T_INT, redis_connect_timeout_ms, "10000", 100, 600000, NULL, 0,
-        "Time allowed to connect (and authenticate) to Redis."),
+        "Time allowed to connect to Redis (TCP and TLS); AUTH is timed by "
+        "redis_read_timeout_ms."),
     OPT(T_INT, redis_read_timeout_ms, "5000", 100, 600000, NULL, 0,
         "Time to wait for the reply to a command sent to Redis."),
     OPT(T_INT, redis_ping_interval_ms, "15000", 500, 600000, NULL, O_ZERO_OFF,

@@ -172,37 +172,53 @@ build_frame(struct jw_event *ev, const char *kind, size_t kind_len, const char *
     jw_buf_free(&b);
 }
 
-/* The payload checks every event shares: size, JSON, and the ids it names. On JW_EVENT_OK,
- * *job_id (when job_id is not NULL) and *user_id are new strings or NULL. */
+enum id_read { ID_NONE, ID_OK, ID_BAD };
+
+/* A payload member as an id. A string must be a valid id, an integer short enough; a number
+ * with a fraction or an exponent, an object, an array, true, false or null names nothing. */
+static enum id_read
+read_id(const char *payload, const struct jw_json_member *m, char *buf, size_t *len)
+{
+    if (m->type != JW_JSON_STRING && m->type != JW_JSON_NUMBER)
+        return ID_NONE;
+    *len = jw_json_member_id(payload, m, buf, JW_ID_MAX + 1);
+    if (m->type == JW_JSON_NUMBER && !*len) {
+        const char *v = payload + m->start;
+        bool integer =
+            !memchr(v, '.', m->len) && !memchr(v, 'e', m->len) && !memchr(v, 'E', m->len);
+        return integer ? ID_BAD : ID_NONE;
+    }
+    return jw_id_valid(buf, *len) ? ID_OK : ID_BAD;
+}
+
+/* The payload checks every event shares: size, JSON, and the ids asked for (job_id, user_id
+ * may be NULL: not read, and then not checked either — the channel names it). On JW_EVENT_OK
+ * *job_id is a new string and *user_id a new string or NULL (the payload names nobody). */
 static enum jw_event_verdict
 read_payload(const struct jw_event_rules *rules, const char *payload, size_t payload_len,
              char **job_id, char **user_id)
 {
     char buf[JW_ID_MAX + 1];
+    size_t n = 0;
     struct jw_json_member m[2] = {{.name = "jobId"}, {.name = "userId"}};
     if (payload_len > rules->max_payload_bytes)
         return JW_EVENT_TOO_LARGE;
     if (!jw_json_scan(payload, payload_len, m, 2))
         return JW_EVENT_NOT_JSON;
-    *user_id = NULL;
-    if (m[1].type == JW_JSON_STRING || m[1].type == JW_JSON_NUMBER) {
-        size_t n = jw_json_member_id(payload, &m[1], buf, sizeof buf);
-        /* A string that is no valid id is refused; a number with a fraction names nobody. */
-        if (m[1].type == JW_JSON_STRING && !jw_id_valid(buf, n))
+    if (user_id) {
+        enum id_read r = read_id(payload, &m[1], buf, &n);
+        if (r == ID_BAD)
             return JW_EVENT_BAD_ID;
-        if (n)
-            *user_id = jw_strndup(buf, n);
+        *user_id = r == ID_OK ? jw_strndup(buf, n) : NULL;
     }
     if (job_id) {
-        size_t n = jw_json_member_id(payload, &m[0], buf, sizeof buf);
-        if (m[0].type == JW_JSON_NONE || m[0].type == JW_JSON_OTHER ||
-            (m[0].type == JW_JSON_NUMBER && !n)) {
-            free(*user_id);
-            return JW_EVENT_NO_JOB_ID;
-        }
-        if (!jw_id_valid(buf, n)) {
-            free(*user_id);
-            return JW_EVENT_BAD_ID;
+        enum id_read r = read_id(payload, &m[0], buf, &n);
+        if (r != ID_OK) {
+            if (user_id) {
+                free(*user_id);
+                *user_id = NULL;
+            }
+            return r == ID_NONE ? JW_EVENT_NO_JOB_ID : JW_EVENT_BAD_ID;
         }
         *job_id = jw_strndup(buf, n);
     }
@@ -217,11 +233,10 @@ parse_user_channel(const struct jw_event_rules *rules, const struct jw_user_chan
     size_t plen = strlen(uc->prefix);
     const char *user = channel + plen;
     size_t user_len = channel_len - plen;
-    char *named = NULL;
     if (!jw_id_valid(user, user_len))
         return JW_EVENT_BAD_ID;
-    enum jw_event_verdict v = read_payload(rules, payload, payload_len, NULL, &named);
-    free(named); /* the channel names the user */
+    /* The channel names the user: the payload's userId is neither read nor checked. */
+    enum jw_event_verdict v = read_payload(rules, payload, payload_len, NULL, NULL);
     if (v != JW_EVENT_OK)
         return v;
     struct jw_event *ev = event_new(JW_KIND_OTHER, id, NULL, jw_strndup(user, user_len));

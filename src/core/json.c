@@ -370,7 +370,8 @@ jw_json_scan(const char *text, size_t len, struct jw_json_member *members, size_
             goto out;
         s.p++;
         skip_ws(&s);
-        cur_start = (size_t)(s.p - (const unsigned char *)text);
+        if (n.depth == 1) /* where a top-level member's value starts */
+            cur_start = (size_t)(s.p - (const unsigned char *)text);
     }
 out:
     if (n.bits != n.small)

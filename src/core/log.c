@@ -82,29 +82,50 @@ put_escaped(FILE *f, const char *s, size_t len, bool json)
     }
 }
 
-void
-jw_log(enum jw_log_level level, const char *module, const char *fmt, ...)
+/* Writes the fields: ` key=value` in text, `,"key":value` in JSON. Called with f locked. */
+static void
+put_fields(FILE *f, const struct jw_log_field *fields, size_t n, bool json)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct jw_log_field *fl = &fields[i];
+        if (!fl->str && !fl->is_num)
+            continue; /* absent: an optional field not known here */
+        fputs(json ? ",\"" : " ", f);
+        fputs(fl->key, f);
+        fputs(json ? "\":" : "=", f);
+        if (fl->is_num) {
+            fprintf(f, "%lld", fl->num);
+            continue;
+        }
+        bool quote = json || strpbrk(fl->str, " \"=") || !fl->str[0];
+        if (quote)
+            putc_unlocked('"', f);
+        put_escaped(f, fl->str, strlen(fl->str), true);
+        if (quote)
+            putc_unlocked('"', f);
+    }
+}
+
+static void
+vlog(enum jw_log_level level, const char *module, const struct jw_log_field *fields, size_t nfields,
+     const char *fmt, va_list ap)
 {
     char stack[512], *msg = stack, stamp[32];
     struct timespec ts;
     struct tm tm;
-    va_list ap;
+    va_list again;
     int n;
 
-    if (!jw_log_enabled(level))
-        return;
-    va_start(ap, fmt);
+    va_copy(again, ap);
     n = vsnprintf(stack, sizeof stack, fmt, ap);
-    va_end(ap);
     if (n < 0) {
         n = snprintf(stack, sizeof stack, "(unformattable log message: %s)", fmt);
         n = n < (int)sizeof stack ? n : (int)sizeof stack - 1;
     } else if ((size_t)n >= sizeof stack) {
         msg = jw_malloc((size_t)n + 1);
-        va_start(ap, fmt);
-        vsnprintf(msg, (size_t)n + 1, fmt, ap);
-        va_end(ap);
+        vsnprintf(msg, (size_t)n + 1, fmt, again);
     }
+    va_end(again);
 
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
@@ -119,15 +140,41 @@ jw_log(enum jw_log_level level, const char *module, const char *fmt, ...)
         put_escaped(f, module, strlen(module), true);
         fputs("\",\"msg\":\"", f);
         put_escaped(f, msg, (size_t)n, true);
-        fputs("\"}\n", f);
+        putc_unlocked('"', f);
+        put_fields(f, fields, nfields, true);
+        fputs("}\n", f);
     } else {
         fprintf(f, "%s.%03ldZ %-5s ", stamp, ts.tv_nsec / 1000000L, text_levels[level]);
         put_escaped(f, module, strlen(module), false);
         fputs(": ", f);
         put_escaped(f, msg, (size_t)n, false);
+        put_fields(f, fields, nfields, false);
         putc_unlocked('\n', f);
     }
     funlockfile(f);
     if (msg != stack)
         free(msg);
+}
+
+void
+jw_log(enum jw_log_level level, const char *module, const char *fmt, ...)
+{
+    va_list ap;
+    if (!jw_log_enabled(level))
+        return;
+    va_start(ap, fmt);
+    vlog(level, module, NULL, 0, fmt, ap);
+    va_end(ap);
+}
+
+void
+jw_log_fields(enum jw_log_level level, const char *module, const struct jw_log_field *fields,
+              size_t nfields, const char *fmt, ...)
+{
+    va_list ap;
+    if (!jw_log_enabled(level))
+        return;
+    va_start(ap, fmt);
+    vlog(level, module, fields, nfields, fmt, ap);
+    va_end(ap);
 }

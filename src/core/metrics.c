@@ -100,10 +100,14 @@ static double
 computed(int i)
 {
     struct rlimit rl;
-    long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    struct rusage ru;
+    long page = sysconf(_SC_PAGESIZE);
     switch (i) {
-    case JW_M_PROCESS_CPU: /* utime + stime, fields 14 and 15 */
-        return (double)(stat_field(14) + stat_field(15)) / (double)(tick > 0 ? tick : 100);
+    case JW_M_PROCESS_CPU: /* microseconds, where /proc/self/stat counts 10 ms ticks */
+        if (getrusage(RUSAGE_SELF, &ru) != 0)
+            return 0;
+        return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+               (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
     case JW_M_PROCESS_OPEN_FDS:
         return (double)open_fds();
     case JW_M_PROCESS_MAX_FDS:
@@ -195,7 +199,9 @@ jw_metrics_render(struct jw_buf *out)
         char num[32];
         if (computed_type)
             append_fixed(out, computed(i),
-                         i == JW_M_PROCESS_CPU || i == JW_M_PROCESS_START_TIME ? 3 : 0);
+                         i == JW_M_PROCESS_CPU          ? 6
+                         : i == JW_M_PROCESS_START_TIME ? 3
+                                                        : 0);
         else if (strcmp(d->type, "gauge_ns") == 0)
             append_fixed(out, (double)v / 1e9, 9);
         else { /* signed: a gauge that drifted below zero shows it */

@@ -21,6 +21,18 @@ xff_entry(const char *start, const char *end, char *out, size_t out_size)
         start++;
     while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
         end--;
+    /* "[v6]:port" and "a.b.c.d:port" (Azure Application Gateway adds the port): the address. */
+    if (start < end && *start == '[') {
+        const char *close = memchr(start, ']', (size_t)(end - start));
+        if (!close)
+            return 0;
+        start++;
+        end = close;
+    } else {
+        const char *colon = memchr(start, ':', (size_t)(end - start));
+        if (colon && !memchr(colon + 1, ':', (size_t)(end - colon - 1)))
+            end = colon;
+    }
     size_t len = (size_t)(end - start);
     if (len == 0 || len >= out_size)
         return 0;
@@ -132,4 +144,22 @@ jw_bucket_take(struct jw_bucket *b, unsigned rate, unsigned burst, uint64_t now_
         return 0;
     b->tokens_milli -= 1000;
     return 1;
+}
+
+void
+jw_address_key(const char *address, char *out, size_t out_size)
+{
+    int family;
+    uint8_t addr[16];
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (jw_ip_parse(address, &family, addr) < 0 || family == AF_INET ||
+        memcmp(addr, mapped, 12) == 0) {
+        snprintf(out, out_size, "%s", address);
+        return;
+    }
+    /* One subscriber line gets a whole /64: counting its addresses one by one counts nothing. */
+    char text[INET6_ADDRSTRLEN];
+    memset(addr + 8, 0, 8);
+    inet_ntop(AF_INET6, addr, text, sizeof text);
+    snprintf(out, out_size, "%s/64", text);
 }

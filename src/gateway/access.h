@@ -18,6 +18,10 @@
 void jw_client_address(const char *peer, const char *xff, const struct jw_cidr *trusted,
                        size_t ntrusted, char *out, size_t out_size);
 
+/* The key a client address is counted under for max_connections_per_ip: the address itself,
+ * or for IPv6 its /64 (what one subscriber line or host is given). */
+void jw_address_key(const char *address, char *out, size_t out_size);
+
 /* 1 when `origin` (the Origin header, NULL when absent) may open a WebSocket: no list, no Origin
  * (not a browser), or an exact, case-insensitive match with one of `allowed`. */
 int jw_origin_allowed(const char *origin, char *const *allowed, size_t nallowed);

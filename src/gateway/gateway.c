@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "auth.h"
 #include "gateway_private.h"
@@ -101,7 +102,8 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         release(conn);
         return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        return jw_http_confirm_upgrade(gateway_of(wsi), wsi);
+        gw = gateway_of(wsi);
+        return jw_http_confirm_upgrade(gw, wsi, lws_get_vhost(wsi) == gw->admin_vhost);
 
     case LWS_CALLBACK_ESTABLISHED: {
         unsigned status;
@@ -117,6 +119,11 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         return conn && conn->session ? jw_session_receive(conn->session, in, len) : -1;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return conn && conn->session ? jw_session_writeable(conn->session) : 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (conn && conn->session && len >= 2)
+            jw_session_peer_closed(conn->session, (uint16_t)(((unsigned char *)in)[0] << 8 |
+                                                             ((unsigned char *)in)[1]));
+        return 0;
     case LWS_CALLBACK_CLOSED:
         release(conn);
         return 0;
@@ -193,9 +200,9 @@ on_drained(void *ctx)
 
 /* sync's hooks: what it decides, done to every session */
 static void
-sync_live(void *ctx, bool live)
+sync_pause(void *ctx)
 {
-    jw_sessions_live(((struct jw_gateway *)ctx)->sessions, live);
+    jw_sessions_pause(((struct jw_gateway *)ctx)->sessions);
 }
 
 static void
@@ -271,7 +278,6 @@ listen_on(struct jw_gateway *gw, const char *name, const char *address, int port
     info.protocols = gw->protocols;
     info.mounts = mounts;
     info.timeout_secs = 10;
-    info.max_http_header_data = 12288; /* room for an Authorization header with a large JWT */
     if (clients) {
         info.pvo = &gw->pvo;
         if (gw->cfg->permessage_deflate)
@@ -283,6 +289,26 @@ listen_on(struct jw_gateway *gw, const char *name, const char *address, int port
     if (!vh)
         jw_error(MOD, "cannot listen on %s:%d", address, port);
     return vh;
+}
+
+int
+jw_gateway_check(const struct jw_config *cfg, char *err, size_t errlen)
+{
+    char where[PATH_MAX];
+    struct stat st;
+    struct jw_auth *auth = jw_auth_new(cfg, err, errlen);
+    if (!auth)
+        return -1;
+    jw_auth_free(auth);
+    if (!cfg->web_root[0])
+        return 0;
+    errno = 0;
+    if (!realpath(cfg->web_root, where) || stat(where, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "web_root %s: %s", cfg->web_root,
+                 errno ? strerror(errno) : "not a directory");
+        return -1;
+    }
+    return 0;
 }
 
 int
@@ -299,7 +325,7 @@ jw_gateway_start(struct jw_gateway *gw, struct jw_upstream *up)
     gw->hub = jw_hub_new();
     gw->window = jw_window_new((size_t)cfg->resume_window_events, cfg->resume_window_bytes);
     struct jw_sync_hooks hooks = {
-        .live = sync_live, .resync = sync_resync, .retry = sync_retry, .ctx = gw};
+        .pause = sync_pause, .resync = sync_resync, .retry = sync_retry, .ctx = gw};
     gw->sync = jw_sync_new(cfg, gw->loop, up, &hooks);
     gw->health = jw_health_new(cfg, gw->loop, up, gw->sync);
     struct jw_session_deps deps = {cfg, gw->loop, gw->hub, up, gw->auth, gw->sync, gw->window};
@@ -335,6 +361,9 @@ jw_gateway_start(struct jw_gateway *gw, struct jw_upstream *up)
     gw->foreign_loops[0] = gw->loop;
     info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_LIBEV;
     info.foreign_loops = gw->foreign_loops;
+    /* Room for an Authorization header with a large JWT, or a long SSE query: longer ones are
+     * refused with a status of ours (401, 400, 414), not dropped by lws. */
+    info.max_http_header_data = 24576;
     info.user = gw;
     lws_set_log_level(LLL_ERR | LLL_WARN, on_lws_log);
     gw->ctx = lws_create_context(&info);
@@ -397,10 +426,7 @@ jw_gateway_free(struct jw_gateway *gw)
         return;
     if (gw->ctx)
         lws_context_destroy(gw->ctx); /* closes what is left: sessions leave the hub */
-    if (gw->loop) {
-        ev_async_stop(gw->loop, &gw->wake);
-        ev_loop_destroy(gw->loop); /* after lws, which stops its watchers on destroy */
-    }
+    /* The parts stop their watchers: the loop goes last (lws stopped its own on destroy). */
     jw_inbox_free(gw->inbox, jw_router_dispose);
     jw_health_free(gw->health);
     jw_sync_free(gw->sync);
@@ -408,5 +434,9 @@ jw_gateway_free(struct jw_gateway *gw)
     jw_window_free(gw->window);
     jw_hub_free(gw->hub);
     jw_auth_free(gw->auth);
+    if (gw->loop) {
+        ev_async_stop(gw->loop, &gw->wake);
+        ev_loop_destroy(gw->loop);
+    }
     free(gw);
 }

@@ -15,6 +15,7 @@
 #include <libwebsockets.h>
 #include <limits.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 
 #include "drain.h"
 #include "jobwire/config.h"
@@ -76,7 +77,7 @@ struct jw_conn {
 int jw_http_request(struct jw_gateway *gw, struct lws *wsi, struct jw_conn *conn, bool admin);
 int jw_http_writeable(struct lws *wsi, struct jw_conn *conn);
 /* Refuses a WebSocket upgrade that is not to /ws or that admission turns down. */
-int jw_http_confirm_upgrade(struct jw_gateway *gw, struct lws *wsi);
+int jw_http_confirm_upgrade(struct jw_gateway *gw, struct lws *wsi, bool admin);
 void jw_http_count_refusal(unsigned status);
 
 #endif

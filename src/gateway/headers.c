@@ -45,3 +45,29 @@ jw_header_custom(struct lws *wsi, const char *name, size_t max, bool *too_long)
     }
     return v;
 }
+
+char *
+jw_query_arg(struct lws *wsi, const char *name, size_t max, bool *too_long)
+{
+    size_t nlen = strlen(name);
+    for (int i = 0;; i++) {
+        int len = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+        char *arg = jw_malloc((size_t)len + 1);
+        if (lws_hdr_copy_fragment(wsi, arg, len + 1, WSI_TOKEN_HTTP_URI_ARGS, i) < 0) {
+            free(arg);
+            return NULL; /* no more arguments */
+        }
+        if ((size_t)len >= nlen && memcmp(arg, name, nlen) == 0) {
+            if ((size_t)len - nlen > max) {
+                if (too_long)
+                    *too_long = true;
+                explicit_bzero(arg, (size_t)len); /* it may be a token */
+                free(arg);
+                return NULL;
+            }
+            memmove(arg, arg + nlen, (size_t)len - nlen + 1);
+            return arg;
+        }
+        free(arg);
+    }
+}

@@ -4,7 +4,10 @@
  * that admission turns down. Static files are lws' own mount (gateway.c).
  *
  * A connection that carries an SSE stream takes no second request: HTTP/1.1 lets a client
- * pipeline one behind the stream, and lws 4.1.6 would parse and answer it inside the stream.
+ * pipeline one behind the stream, and lws 4.1.6 parses it, rebinds the connection's protocol
+ * (which drops our per-connection memory, ending the session) and asks us to answer it — inside
+ * the stream. The wsi's opaque pointer, which a rebinding keeps, marks such a connection, and
+ * its next request hangs up.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +24,8 @@
 #define WS_PATH "/ws"
 #define SSE_PATH "/events"
 #define MAX_PATH 2048
+
+static char carried_a_stream; /* the opaque user data of a connection that streamed SSE */
 
 void
 jw_http_count_refusal(unsigned status)
@@ -139,6 +144,7 @@ start_sse(struct jw_gateway *gw, struct lws *wsi, struct jw_conn *conn)
         return send_refusal(wsi, conn, status, why);
     }
     conn->session = s;
+    lws_set_opaque_user_data(wsi, &carried_a_stream);
     jw_session_sse_subscribe(s, subscribe);
     free(subscribe);
 
@@ -167,8 +173,8 @@ start_sse(struct jw_gateway *gw, struct lws *wsi, struct jw_conn *conn)
 int
 jw_http_request(struct jw_gateway *gw, struct lws *wsi, struct jw_conn *conn, bool admin)
 {
-    if (conn->session) /* a request pipelined behind a stream, which never completes: hang up */
-        return -1;
+    if (lws_get_opaque_user_data(wsi) == &carried_a_stream)
+        return -1; /* a request pipelined behind a stream, which never completes: hang up */
     bool too_long = false, head = lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) > 0;
     char *path = jw_header(wsi, head ? WSI_TOKEN_HEAD_URI : WSI_TOKEN_GET_URI, MAX_PATH, &too_long);
     if (!path) {
@@ -214,12 +220,16 @@ jw_http_writeable(struct lws *wsi, struct jw_conn *conn)
 }
 
 int
-jw_http_confirm_upgrade(struct jw_gateway *gw, struct lws *wsi)
+jw_http_confirm_upgrade(struct jw_gateway *gw, struct lws *wsi, bool admin)
 {
     const char *why = NULL;
     char *path = jw_header(wsi, WSI_TOKEN_GET_URI, MAX_PATH, NULL);
     bool ws = path && strcmp(path, WS_PATH) == 0;
     free(path);
+    if (admin) { /* the admin port serves health and metrics only */
+        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "no WebSocket on the admin port");
+        return 1;
+    }
     if (!ws) {
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "WebSocket endpoint is " WS_PATH);
         return 1;

@@ -288,14 +288,23 @@ kind_bit(const struct jw_event *ev)
 }
 
 int
-jw_hub_wants(const struct jw_hub *hub, const struct jw_member *m, const struct jw_event *ev)
+jw_hub_filters_want(const struct jw_member *m, const struct jw_event *ev,
+                    const struct jw_filters *f)
 {
     unsigned bit = kind_bit(ev);
-    if (ev->job_id && (jw_hub_job_kinds(hub, m, ev->job_id) & bit) && may_see(m, ev))
+    if ((f->job_kinds & bit) && may_see(m, ev))
         return 1;
-    if ((m->_user_kinds & bit) && ev->user_id && strcmp(m->user_id, ev->user_id) == 0)
+    if ((f->user_kinds & bit) && ev->user_id && strcmp(m->user_id, ev->user_id) == 0)
         return 1;
-    return (m->_all_kinds & bit) != 0;
+    return (f->all_kinds & bit) != 0;
+}
+
+int
+jw_hub_wants(const struct jw_hub *hub, const struct jw_member *m, const struct jw_event *ev)
+{
+    struct jw_filters now = {ev->job_id ? jw_hub_job_kinds(hub, m, ev->job_id) : 0, m->_user_kinds,
+                             m->_all_kinds};
+    return jw_hub_filters_want(m, ev, &now);
 }
 
 static void

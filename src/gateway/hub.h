@@ -77,8 +77,15 @@ unsigned jw_hub_all_scope(const struct jw_member *m);
 /* Calls fn with the id of every job m subscribed to; fn must not change the hub. */
 void jw_hub_member_jobs(const struct jw_member *m, void (*fn)(void *ctx, const char *job_id),
                         void *ctx);
-/* 1 when `ev` would reach `m` now (a matching subscription or scope, and m may see it): the
- * routing rule of jw_hub_route() for one member. */
+/* What a member asks for, as far as one event is concerned: the kinds of its subscription to
+ * the event's job, of its user scope and of its "all" scope. */
+struct jw_filters {
+    unsigned job_kinds, user_kinds, all_kinds;
+};
+/* 1 when `ev` would reach `m` with filters `f`: the routing rule of jw_hub_route(). */
+int jw_hub_filters_want(const struct jw_member *m, const struct jw_event *ev,
+                        const struct jw_filters *f);
+/* jw_hub_filters_want() with m's filters now. */
 int jw_hub_wants(const struct jw_hub *hub, const struct jw_member *m, const struct jw_event *ev);
 void jw_hub_route(struct jw_hub *hub, struct jw_event *ev, jw_hub_deliver_fn deliver, void *ctx,
                   struct jw_route_stats *stats);

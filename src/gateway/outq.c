@@ -97,23 +97,30 @@ under_pressure(const struct jw_outq *q, const struct jw_outq_pressure *p)
            (q->bytes >= p->bytes || (p->after_ms && p->now_ms - q->nonempty_since >= p->after_ms));
 }
 
-/* Drops the queued frame of f's job, if any; 1 when it did. */
-static unsigned
-conflate(struct jw_outq *q, const struct jw_frame *f)
+/* The queued frame of f's job that f replaces, or NULL. */
+static struct jw_outq_slot *
+conflation_victim(struct jw_outq *q, const struct jw_frame *f)
 {
     if (!q->index)
         build_index(q);
     uintptr_t at = (uintptr_t)jw_dict_get(q->index, f->conflates);
     if (!at || at - 1 < q->popped)
-        return 0;
+        return NULL;
     struct jw_outq_slot *s = slot(q, (uint32_t)(at - 1 - q->popped));
     if (!s->frame || !s->frame->conflates || strcmp(s->frame->conflates, f->conflates) != 0)
-        return 0; /* cannot happen while the invariant holds; never drop the wrong frame */
-    q->bytes -= jw_frame_cost(s->frame);
-    q->count--;
-    jw_frame_unref(s->frame);
-    s->frame = NULL;
-    return 1;
+        return NULL; /* cannot happen while the invariant holds; never drop the wrong frame */
+    return s;
+}
+
+/* Keeps the invariant that the head is no hole. */
+static void
+skip_holes(struct jw_outq *q)
+{
+    while (q->used && !slot(q, 0)->frame) {
+        q->head = (q->head + 1) & (q->cap - 1);
+        q->used--;
+        q->popped++;
+    }
 }
 
 int
@@ -121,16 +128,28 @@ jw_outq_push(struct jw_outq *q, struct jw_frame *f, uint64_t seq, size_t max_byt
              uint32_t max_frames, bool force, const struct jw_outq_pressure *p, unsigned *conflated)
 {
     size_t cost = jw_frame_cost(f);
-    if (f->conflates && under_pressure(q, p))
-        *conflated += conflate(q, f);
-    if (!force && q->count && (q->bytes + cost > max_bytes || q->count + 1 > max_frames))
+    bool was_empty = q->count == 0;
+    struct jw_outq_slot *victim =
+        f->conflates && under_pressure(q, p) ? conflation_victim(q, f) : NULL;
+    /* The limits apply to the queue as it would be: a refused push changes nothing. */
+    size_t bytes = q->bytes - (victim ? jw_frame_cost(victim->frame) : 0);
+    uint32_t count = q->count - (victim != NULL);
+    if (!force && count && (bytes + cost > max_bytes || count + 1 > max_frames))
         return -ENOBUFS;
+    if (victim) {
+        jw_frame_unref(victim->frame);
+        victim->frame = NULL;
+        q->bytes = bytes;
+        q->count = count;
+        skip_holes(q);
+        (*conflated)++;
+    }
     uint32_t holes = q->used - q->count;
     if (holes > q->count && holes >= MIN_HOLES_TO_COMPACT)
         compact(q, 1);
     else if (q->used == q->cap)
         compact(q, q->count + 1); /* doubles the capacity as a plain grow would */
-    if (!q->count)
+    if (was_empty)                /* a replaced frame was waiting too: the age goes on */
         q->nonempty_since = p->now_ms;
     *slot(q, q->used) = (struct jw_outq_slot){jw_frame_ref(f), seq};
     if (q->index && f->conflates)
@@ -154,11 +173,8 @@ jw_outq_pop(struct jw_outq *q)
     q->bytes -= jw_frame_cost(s->frame);
     q->count--;
     jw_frame_unref(s->frame);
-    do { /* the head is never a hole: step over the ones behind it */
-        q->head = (q->head + 1) & (q->cap - 1);
-        q->used--;
-        q->popped++;
-    } while (q->used && !slot(q, 0)->frame);
+    s->frame = NULL;
+    skip_holes(q);
     if (!q->count) {
         /* Empty: no pressure, and a client that was busy once keeps no large ring. */
         drop_index(q);

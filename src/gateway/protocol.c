@@ -325,7 +325,7 @@ jw_reply_auth_ack(const char *id, const char *user_id, long long expires_at)
 }
 
 struct jw_frame *
-jw_reply_status(bool live, const char *reason, int resumed)
+jw_reply_status(bool live, const char *reason, int resumed, long snapshots)
 {
     struct jw_buf b;
     begin(&b, "status", NULL);
@@ -336,6 +336,10 @@ jw_reply_status(bool live, const char *reason, int resumed)
     }
     if (resumed >= 0)
         append_bool(&b, "resumed", resumed);
+    if (snapshots >= 0) {
+        jw_buf_append_str(&b, ",\"snapshots\":");
+        jw_buf_append_u64(&b, (unsigned long long)snapshots);
+    }
     return finish(&b, "status");
 }
 

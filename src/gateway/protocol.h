@@ -68,8 +68,9 @@ struct jw_frame *jw_reply_welcome(const char *connection_id, const char *user_id
 /* {"type":"ack","id":..,"op":"subscribe","scope":..,"jobs":[..],"kinds":[..]} and, when >= 0,
  * "resumed":true|false and "snapshots":N */
 struct jw_frame *jw_reply_ack(const struct jw_cmd *cmd, int resumed, long snapshots);
-/* {"type":"status","live":..} with "reason" when not NULL and "resumed" when >= 0 */
-struct jw_frame *jw_reply_status(bool live, const char *reason, int resumed);
+/* {"type":"status","live":..} with "reason" when not NULL, "resumed" and "snapshots" (the
+ * snapshots that follow) when >= 0 */
+struct jw_frame *jw_reply_status(bool live, const char *reason, int resumed, long snapshots);
 struct jw_frame *jw_reply_goaway(uint32_t reconnect_after_ms);
 /* SSE's last event: {"type":"close","code":..,"reason":..} */
 struct jw_frame *jw_reply_close(unsigned code, const char *reason);

@@ -124,6 +124,8 @@ jw_router_run(struct jw_gateway *gw)
             break;
         case JW_MSG_LINK_STATE: {
             struct link_msg *m = (struct link_msg *)msg;
+            if (m->subscriber != JW_LINK_SUBSCRIBED)
+                jw_window_break(gw->window);
             jw_health_link_state(gw->health, m->subscriber, m->commands_ready);
             jw_sync_link_state(gw->sync, m->subscriber, m->commands_ready);
             free(m);

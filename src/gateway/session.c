@@ -5,6 +5,7 @@
  * subscriptions in session_subscribe.c, the SSE specifics in session_sse.c.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +95,33 @@ jw_session_now_ms(const struct jw_session *s)
     return (uint64_t)(ev_now(s->reg->loop) * 1000.0);
 }
 
+static void
+conn_name(const struct jw_session *s, char out[16])
+{
+    snprintf(out, 16, "c%08x", s->id);
+}
+
+void
+jw_session_log(const struct jw_session *s, enum jw_log_level level, const char *fmt, ...)
+{
+    char conn[16], msg[256];
+    va_list ap;
+    if (!jw_log_enabled(level))
+        return;
+    conn_name(s, conn);
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    struct jw_log_field f[] = {JW_LOG_STR("conn", conn), JW_LOG_STR("user", s->user_id)};
+    jw_log_fields(level, MOD, f, 2, "%s", msg);
+}
+
+void
+jw_session_peer_closed(struct jw_session *s, uint16_t code)
+{
+    s->peer_code = code;
+}
+
 /* ---- queueing and closing ---------------------------------------------------------------- */
 
 void
@@ -101,7 +129,7 @@ jw_session_close_later(struct jw_session *s, uint16_t code, const char *reason)
 {
     if (s->close_code)
         return;
-    jw_info(MOD, "c%08x: closing (%u): %s", s->id, code, reason);
+    jw_session_log(s, JW_LOG_INFO, "closing (%u): %s", code, reason);
     s->close_code = code;
     s->close_reason = reason;
     jw_session_mark_dirty(s);
@@ -163,7 +191,7 @@ void
 jw_session_send_error(struct jw_session *s, const char *id, const char *code, const char *message)
 {
     jw_metric_add(JW_M_CLIENT_ERRORS, 1);
-    jw_debug(MOD, "c%08x: error %s: %s", s->id, code, message);
+    jw_session_log(s, JW_LOG_DEBUG, "error %s: %s", code, message);
     jw_session_send(s, jw_reply_error(id, code, message));
     /* An SSE client cannot send another request: every error answers its query or its token,
      * so the stream ends once the error is out (a close_later() made meanwhile wins). */
@@ -187,9 +215,9 @@ jw_session_deliver(void *ctx, struct jw_member *m, struct jw_event *ev)
 }
 
 void
-jw_sessions_live(struct jw_sessions *reg, bool live)
+jw_sessions_pause(struct jw_sessions *reg)
 {
-    struct jw_frame *f = jw_reply_status(live, live ? NULL : "redis unavailable", -1);
+    struct jw_frame *f = jw_reply_status(false, "redis unavailable", -1, -1);
     for (struct jw_session *s = reg->all; s; s = s->next)
         if (s->state == S_ACTIVE)
             (void)jw_session_queue(s, f, true);
@@ -335,7 +363,9 @@ static int
 close_now(struct jw_session *s, enum lws_close_status code, const char *reason)
 {
     jw_metric_add(JW_M_CLOSED_PROTOCOL, 1);
-    jw_info(MOD, "c%08x: closing (%d): %s", s->id, (int)code, reason);
+    jw_session_log(s, JW_LOG_INFO, "closing (%d): %s", (int)code, reason);
+    s->close_code = (uint16_t)code;
+    s->close_reason = reason;
     lws_close_reason(s->wsi, code, (unsigned char *)reason, strlen(reason));
     return -1;
 }
@@ -394,9 +424,10 @@ jw_session_open(struct jw_sessions *reg, struct lws *wsi, enum jw_transport tran
                 unsigned *status)
 {
     const struct jw_config *cfg = reg->cfg;
-    char address[64], key[16];
+    char address[64], counted[80], key[16];
     jw_session_client_address(reg, wsi, address, sizeof address);
-    if (jw_counts_acquire(reg->per_address, address, (unsigned)cfg->max_connections_per_ip) < 0) {
+    jw_address_key(address, counted, sizeof counted);
+    if (jw_counts_acquire(reg->per_address, counted, (unsigned)cfg->max_connections_per_ip) < 0) {
         jw_metric_add(JW_M_CLOSED_TOO_MANY_CONNECTIONS, 1);
         jw_info(MOD, "refused a connection from %s: too many from this address", address);
         if (transport == JW_TRANSPORT_WEBSOCKET)
@@ -410,10 +441,11 @@ jw_session_open(struct jw_sessions *reg, struct lws *wsi, enum jw_transport tran
     s->wsi = wsi;
     s->transport = (uint8_t)transport;
     s->id = ++reg->next_id;
-    s->address = jw_strdup(address);
+    s->address = jw_strdup(counted);
     s->deflate = transport == JW_TRANSPORT_WEBSOCKET && cfg->permessage_deflate;
     jw_outq_init(&s->outq);
     s->last_write_ms = s->progress_ms = jw_session_now_ms(s);
+    s->opened_ms = jw_now_ms();
     jw_bucket_init(&s->bucket, (unsigned)cfg->client_message_burst, s->last_write_ms);
     ev_init(&s->timer, jw_session_on_timer);
     s->timer.data = s;
@@ -426,8 +458,12 @@ jw_session_open(struct jw_sessions *reg, struct lws *wsi, enum jw_transport tran
     reg->count++;
     jw_metric_add(connections_gauge(s), 1);
     jw_metric_add(JW_M_CONNECTIONS_ACCEPTED, 1);
-    jw_info(MOD, "c%08x: connected from %s%s", s->id, s->address,
-            transport == JW_TRANSPORT_SSE ? " (SSE)" : "");
+    char conn[16];
+    conn_name(s, conn);
+    struct jw_log_field f[] = {
+        JW_LOG_STR("conn", conn), JW_LOG_STR("address", address),
+        JW_LOG_STR("transport", transport == JW_TRANSPORT_SSE ? "sse" : "websocket")};
+    jw_log_fields(JW_LOG_INFO, MOD, f, 3, "connected from %s", address);
     if (jw_session_begin_auth(s) < 0) {
         jw_session_closed(s);
         *status = 401;
@@ -435,6 +471,30 @@ jw_session_open(struct jw_sessions *reg, struct lws *wsi, enum jw_transport tran
     }
     jw_session_rearm(s); /* the SSE heartbeat */
     return s;
+}
+
+/* The one line per connection that says how it ended. */
+static void
+log_close(const struct jw_session *s)
+{
+    char conn[16];
+    conn_name(s, conn);
+    const char *reason = s->close_code   ? s->close_reason
+                         : s->end_reason ? s->end_reason
+                         : s->peer_code  ? "closed by the client"
+                                         : "disconnected";
+    struct jw_log_field f[] = {
+        JW_LOG_STR("conn", conn),
+        JW_LOG_STR("user", s->user_id),
+        JW_LOG_STR("address", s->address),
+        JW_LOG_STR("transport", s->transport == JW_TRANSPORT_SSE ? "sse" : "websocket"),
+        s->close_code  ? JW_LOG_NUM("code", s->close_code)
+        : s->peer_code ? JW_LOG_NUM("code", s->peer_code)
+                       : JW_LOG_STR("code", NULL),
+        JW_LOG_STR("reason", reason),
+        JW_LOG_NUM("duration_ms", jw_now_ms() - s->opened_ms),
+    };
+    jw_log_fields(JW_LOG_INFO, MOD, f, sizeof f / sizeof f[0], "closed");
 }
 
 void
@@ -467,7 +527,7 @@ jw_session_closed(struct jw_session *s)
     }
     reg->count--;
     jw_metric_add(connections_gauge(s), -1);
-    jw_info(MOD, "c%08x: closed", s->id);
+    log_close(s);
     free_op(s);
     while (s->held) {
         struct jw_held_input *h = s->held;
@@ -478,7 +538,6 @@ jw_session_closed(struct jw_session *s)
     free(s->address);
     free(s->partial);
     free(s->deflate_copy);
-    free(s->resume_id);
     free(s);
 }
 
@@ -490,12 +549,15 @@ jw_sessions_tick(struct jw_sessions *reg)
         return;
     uint64_t limit = (uint64_t)cfg->client_stall_timeout_s * 1000u;
     for (struct jw_session *s = reg->all; s; s = s->next) {
+
         if (!s->outq.count || s->broken || jw_session_now_ms(s) - s->progress_ms < limit)
             continue;
         /* It stopped reading: nothing more can reach it, not even a close frame. */
         jw_metric_add(JW_M_CLOSED_STALLED, 1);
-        jw_info(MOD, "c%08x: closing (%u): no write progress for %d s", s->id,
-                JW_CLOSE_SLOW_CONSUMER, cfg->client_stall_timeout_s);
+        jw_session_log(s, JW_LOG_INFO, "closing (%u): no write progress for %d s",
+                       JW_CLOSE_SLOW_CONSUMER, cfg->client_stall_timeout_s);
+        s->close_code = JW_CLOSE_SLOW_CONSUMER;
+        s->close_reason = "stalled";
         s->broken = 1;
         clear_queue(s);
         if (s->transport == JW_TRANSPORT_WEBSOCKET)

@@ -84,6 +84,8 @@ struct jw_session *jw_session_open(struct jw_sessions *reg, struct lws *wsi,
 int jw_session_receive(struct jw_session *s, const void *in, size_t len);
 /* The connection can take bytes. 0, or -1 when lws must close it now. */
 int jw_session_writeable(struct jw_session *s);
+/* The client sent a close frame with `code` (for the close line of the log). */
+void jw_session_peer_closed(struct jw_session *s, uint16_t code);
 /* The connection is gone: leaves the hub and the registry, and frees the session. */
 void jw_session_closed(struct jw_session *s);
 
@@ -109,8 +111,8 @@ void jw_sessions_tick(struct jw_sessions *reg);
 
 /* The hub's deliver callback (ctx: the registry): queues the event's frame on the session. */
 void jw_session_deliver(void *ctx, struct jw_member *m, struct jw_event *ev);
-/* Tells every authenticated session that live updates pause or resume. */
-void jw_sessions_live(struct jw_sessions *reg, bool live);
+/* Tells every authenticated session that live updates pause (the subscription was lost). */
+void jw_sessions_pause(struct jw_sessions *reg);
 /* Fresh snapshots of everything each session watches (after an outage). */
 void jw_sessions_resync(struct jw_sessions *reg);
 /* Fresh snapshots for the sessions that got an unavailable one. */

@@ -25,15 +25,17 @@ jw_session_client_address(const struct jw_sessions *reg, struct lws *wsi, char *
 {
     char peer[64] = "";
     lws_get_peer_simple(wsi, peer, sizeof(peer));
-    char *xff = jw_header(wsi, WSI_TOKEN_X_FORWARDED_FOR, 8192, NULL);
+    /* Whole, however long (lws' header space bounds it): a list cut short, or ignored, would
+     * count the proxy's own address. Read from the right, it costs only the trusted hops. */
+    char *xff = jw_header(wsi, WSI_TOKEN_X_FORWARDED_FOR, SIZE_MAX, NULL);
     jw_client_address(peer, xff, reg->trusted, reg->ntrusted, out, size);
     free(xff);
 }
 
-/* The bearer token of the request, if any: the Authorization header, or ?token= when allowed.
- * Returns its length (0 = none), or -1 when it is longer than JW_TOKEN_MAX. */
+/* The bearer token of the request, if any: the Authorization header, or ?token= when allowed,
+ * copied into buf. Returns its length (0 = none), or -1 when it is longer than JW_TOKEN_MAX. */
 static long
-handshake_token(const struct jw_sessions *reg, struct lws *wsi, char *buf, size_t size)
+handshake_token(const struct jw_sessions *reg, struct lws *wsi, char buf[JW_TOKEN_MAX + 1])
 {
     bool too_long = false;
     char *auth = jw_header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, JW_TOKEN_MAX + 7, &too_long);
@@ -48,13 +50,16 @@ handshake_token(const struct jw_sessions *reg, struct lws *wsi, char *buf, size_
     }
     free(auth);
     if (reg->cfg->auth_allow_query_token) {
-        if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS) > (int)size)
+        char *v = jw_query_arg(wsi, "token=", JW_TOKEN_MAX, &too_long);
+        if (too_long)
             return -1;
-        const char *v = lws_get_urlarg_by_name(wsi, "token=", buf, (int)size);
-        if (v && *v) {
-            memmove(buf, v, strlen(v) + 1);
-            return (long)strlen(buf);
-        }
+        if (!v)
+            return 0;
+        size_t n = strlen(v);
+        memcpy(buf, v, n + 1);
+        explicit_bzero(v, n);
+        free(v);
+        return (long)n;
     }
     return 0;
 }
@@ -63,16 +68,18 @@ handshake_token(const struct jw_sessions *reg, struct lws *wsi, char *buf, size_
 static int
 dev_principal(struct lws *wsi, struct jw_principal *p, const char **why)
 {
-    char arg[JW_ID_MAX + 16];
     memset(p, 0, sizeof(*p));
-    const char *v = lws_get_urlarg_by_name(wsi, "user=", arg, sizeof(arg));
-    if (!v || !jw_id_valid(v, strlen(v)) || strlen(v) > JW_ID_MAX) {
+    char *v = jw_query_arg(wsi, "user=", JW_ID_MAX, NULL);
+    if (!v || !jw_id_valid(v, strlen(v))) {
+        free(v);
         *why = "dev_auth needs ?user=<id> (1-128 bytes, no control characters)";
         return -1;
     }
     snprintf(p->user_id, sizeof(p->user_id), "%s", v);
-    v = lws_get_urlarg_by_name(wsi, "admin=", arg, sizeof(arg));
+    free(v);
+    v = jw_query_arg(wsi, "admin=", 8, NULL);
     p->admin = v && (strcmp(v, "1") == 0 || strcmp(v, "true") == 0);
+    free(v);
     return 0;
 }
 
@@ -98,9 +105,11 @@ jw_session_admit(struct jw_sessions *reg, struct lws *wsi, unsigned flags, const
         *why = "origin not allowed";
         return HTTP_STATUS_FORBIDDEN;
     }
+    char counted[80];
     jw_session_client_address(reg, wsi, address, sizeof(address));
+    jw_address_key(address, counted, sizeof counted);
     if (cfg->max_connections_per_ip &&
-        jw_counts_get(reg->per_address, address) >= (unsigned)cfg->max_connections_per_ip) {
+        jw_counts_get(reg->per_address, counted) >= (unsigned)cfg->max_connections_per_ip) {
         jw_metric_add(JW_M_CLOSED_TOO_MANY_CONNECTIONS, 1);
         *why = "too many connections from this address";
         return 429;
@@ -121,7 +130,7 @@ jw_session_admit(struct jw_sessions *reg, struct lws *wsi, unsigned flags, const
     }
     /* A token in the handshake must be good; without one the client authenticates by message. */
     char token[JW_TOKEN_MAX + 16];
-    long len = handshake_token(reg, wsi, token, sizeof(token));
+    long len = handshake_token(reg, wsi, token);
     if (len < 0) {
         jw_metric_add(JW_M_AUTH_FAILURES_BAD_TOKEN, 1);
         *why = "token too large";
@@ -253,8 +262,7 @@ activate(struct jw_session *s, const struct jw_principal *p)
     s->member.owner = s;
     jw_hub_join(reg->hub, &s->member);
     schedule_expiry(s);
-    jw_info(MOD, "c%08x: authenticated as user %s%s", s->id, s->user_id,
-            p->admin ? " (admin)" : "");
+    jw_session_log(s, JW_LOG_INFO, "authenticated%s", p->admin ? " (admin)" : "");
     char conn_id[16];
     snprintf(conn_id, sizeof(conn_id), "c%08x", s->id);
     bool live = jw_sync_live(reg->sync);
@@ -277,7 +285,9 @@ finish_auth(struct jw_session *s, struct jw_session_op *op)
         return;
     }
     if (op->unavailable)
-        jw_warn(MOD, "c%08x: revocation check unavailable, accepted (revocation_fail open)", s->id);
+        jw_session_log(s, JW_LOG_WARN,
+                       "revocation check unavailable, accepted (revocation_fail "
+                       "open)");
     if (s->state == S_ACTIVE) { /* refresh */
         s->expires_at = op->principal.expires_at;
         schedule_expiry(s);
@@ -367,7 +377,7 @@ jw_session_begin_auth(struct jw_session *s)
     s->state = S_AWAIT_AUTH;
     arm_deadline(s, (uint64_t)reg->cfg->auth_timeout_ms);
     char token[JW_TOKEN_MAX + 16];
-    long len = handshake_token(reg, s->wsi, token, sizeof(token));
+    long len = handshake_token(reg, s->wsi, token);
     if (len <= 0)
         return len < 0 ? -1 : 0;
     enum jw_auth_result r = jw_auth_verify(reg->auth, token, (size_t)len, jw_wall_seconds(), &p);

@@ -49,12 +49,17 @@ struct jw_op_job {
     char *id;
     unsigned old_kinds; /* its subscription's kinds before the op; 0 = none */
     uint8_t done;
-    uint8_t by_scope;  /* listed by the job index, not named by the client */
-    uint8_t has_state; /* the state exists: events before `position` are in it */
-    uint8_t refused;   /* the state names another user */
-    uint8_t unavailable;
-    uint64_t position;         /* marker's entry number; 0 = not exact */
-    struct jw_frame *snapshot; /* built when the read ends; NULL = none to send */
+    uint8_t by_scope;    /* listed by the job index, not named by the client */
+    uint8_t contains;    /* an exact read found a state: the job's events before `position`
+                            are in it */
+    uint8_t refused;     /* the state names another user */
+    uint8_t unavailable; /* Redis could not be asked */
+    uint8_t visible;     /* the session may see the state */
+    uint8_t send;        /* a snapshot goes out for it */
+    uint8_t sent;
+    uint64_t position;         /* what the snapshot reflects (the marker's entry number, else the
+                                  op's start) */
+    struct jw_job_state state; /* what the read found (owned), for the snapshot */
 };
 
 /* A step that waits for Redis. It owns the session's input until it ends (client messages are
@@ -90,7 +95,7 @@ struct jw_session {
     struct jw_session *prev, *next; /* reg->all */
     struct jw_session *dirty_next;
     char *user_id; /* once ACTIVE */
-    char *address; /* client address, counted in reg->per_address */
+    char *address; /* what it is counted under in reg->per_address (jw_address_key) */
     struct jw_session_op *op;
     struct jw_held_input *held, *held_tail;
     char *partial; /* a fragmented client message being reassembled */
@@ -102,6 +107,9 @@ struct jw_session {
     uint64_t seq;                /* the seq given to the last sequenced frame queued */
     uint64_t last_write_ms;      /* the last write (SSE heartbeat) */
     uint64_t progress_ms;        /* the queue was last empty or written from (stall check) */
+    uint64_t opened_ms;          /* for the duration in the close line */
+    const char *end_reason;      /* why it ended when the server did not say (static) */
+    uint16_t peer_code;          /* the close code the client sent, if it did */
     unsigned char *deflate_copy; /* the frame permessage-deflate may still be reading */
     char *resume_id;             /* SSE: Last-Event-ID of the request */
     uint32_t id;
@@ -124,6 +132,9 @@ struct jw_session {
 
 /* session.c */
 uint64_t jw_session_now_ms(const struct jw_session *s);
+/* Logs one line about the session, with its id (and user, once known) as fields. */
+void jw_session_log(const struct jw_session *s, enum jw_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Marks the session to close with `code` once its queue is out. The first reason wins. */
 void jw_session_close_later(struct jw_session *s, uint16_t code, const char *reason);
 /* Queues a frame (taking a reference); `force` skips the queue limits (a request's own answer).

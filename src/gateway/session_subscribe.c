@@ -9,15 +9,18 @@
  *   2. reads: each job's state is fetched (sync.h: one read shared by every session asking for
  *      the job meanwhile); for a scope, once the job index (redis.h) listed the recent jobs.
  *      To resume, only the owners of the jobs it adds are read: the window supplies the events;
- *   3. finish: when a job named by the client belongs to another user, everything is undone
+ *   3. finish: when a job named by the client belongs to another user (or its state is too
+ *      large to tell whose it is, and the client is no admin), everything is undone
  *      (a request is applied whole or not at all), `forbidden` goes out, and of the held events
  *      those the session would have had anyway. Otherwise the new filters take effect and the
  *      ack goes out, then the snapshots and the held events merged in entry-number order: a
- *      job's snapshot goes right before the first held event after its position, and the job's
- *      held events before that position are dropped when the snapshot has a state read exactly
- *      (they are in it). Without an exact read (a cluster, a marker that did not come back, an
- *      unavailable read) nothing is dropped: at-least-once. A resume sends the window's events
- *      after the client's id instead of snapshots, then the held ones.
+ *      job's snapshot goes before the first held event after its position, and always before
+ *      any event of its own job; the job's held events before that position are dropped when
+ *      the snapshot has a state read exactly (they are in it). Without an exact read (a
+ *      cluster, a marker that did not come back, an unavailable read) nothing is dropped:
+ *      at-least-once. Every snapshot's eventId is no later than what went out before it, so
+ *      a client resuming from the last eventId it saw misses nothing. A resume sends the
+ *      window's events after the client's id instead of snapshots, then the held ones.
  * Snapshots that came back unavailable make the session stale: it resyncs when Redis can answer
  * again (sync.h).
  */
@@ -68,7 +71,8 @@ jw_session_free_sync_op(struct jw_session_op *op)
     free(op->held);
     for (size_t i = 0; i < op->njobs; i++) {
         free(op->jobs[i].id);
-        jw_frame_unref(op->jobs[i].snapshot);
+        free(op->jobs[i].state.owner);
+        free(op->jobs[i].state.json);
     }
     free(op->jobs);
 }
@@ -182,22 +186,40 @@ queue_wanted(struct jw_session *s, struct jw_event *ev)
         jw_metric_add(JW_M_DELIVERIES, 1);
 }
 
+/* A resume replays the window's events the request adds: through the filters the session
+ * held before, it has had them live already (a second resume must not repeat them). */
 static void
 replay_one(void *ctx, struct jw_event *ev)
 {
-    queue_wanted(ctx, ev);
+    struct jw_session_op *op = ctx;
+    struct jw_session *s = op->s;
+    const struct jw_op_job *j = ev->job_id ? find_job(op, ev->job_id) : NULL;
+    struct jw_filters before = {
+        j && !j->by_scope ? j->old_kinds
+        : ev->job_id      ? jw_hub_job_kinds(s->reg->hub, &s->member, ev->job_id)
+                          : 0,
+        op->cmd.scope == JW_SCOPE_USER ? op->old_user_kinds : jw_hub_user_scope(&s->member),
+        op->cmd.scope == JW_SCOPE_ALL ? op->old_all_kinds : jw_hub_all_scope(&s->member)};
+    if (!jw_hub_filters_want(&s->member, ev, &before))
+        queue_wanted(s, ev);
 }
 
+/* The job's snapshot, at position `at` (what a client resuming from its eventId is owed). */
 static void
-send_snapshot(struct jw_session *s, struct jw_session_op *op, struct jw_op_job *j)
+send_snapshot(struct jw_session *s, struct jw_session_op *op, struct jw_op_job *j, uint64_t at)
 {
-    if (!j->snapshot)
+    if (!j->send || j->sent)
         return;
+    j->sent = 1;
     jw_metric_add(op->kind == OP_RESYNC ? JW_M_RESYNCS
                   : j->unavailable      ? JW_M_SNAPSHOTS_UNAVAILABLE
+                  : j->state.too_large  ? JW_M_SNAPSHOTS_TOO_LARGE
                                         : JW_M_SNAPSHOTS,
                   1);
-    (void)jw_session_queue(s, j->snapshot, true);
+    struct jw_frame *f =
+        jw_reply_snapshot(j->id, j->unavailable ? NULL : &j->state, j->visible, at);
+    (void)jw_session_queue(s, f, true);
+    jw_frame_unref(f);
 }
 
 static int
@@ -208,7 +230,11 @@ by_position(const void *a, const void *b)
     return x->position < y->position ? -1 : x->position > y->position;
 }
 
-/* The snapshots and the held events, in entry-number order (the rule at the top). */
+/* The snapshots and the held events, in entry-number order, with each job's snapshot before
+ * every event of that job that goes out (the rule at the top). A snapshot that must go early —
+ * the job's events before its read are kept, because the read found no state or was not
+ * exact — says the position of what went out last, so that a client resuming from it misses
+ * nothing (it may see an event twice). */
 static void
 merge(struct jw_session *s, struct jw_session_op *op)
 {
@@ -217,17 +243,26 @@ merge(struct jw_session *s, struct jw_session_op *op)
         order[i] = &op->jobs[i];
     qsort(order, op->njobs, sizeof *order, by_position);
     size_t next = 0;
+    uint64_t last = op->start;
     for (size_t i = 0; i < op->nheld; i++) {
         struct jw_event *ev = op->held[i];
-        while (next < op->njobs && order[next]->position < ev->id)
-            send_snapshot(s, op, order[next++]);
+        while (next < op->njobs && order[next]->position < ev->id) {
+            send_snapshot(s, op, order[next], order[next]->position);
+            next++;
+        }
         struct jw_op_job *j = ev->job_id ? find_job(op, ev->job_id) : NULL;
-        if (j && j->has_state && ev->id < j->position)
+        if (j && j->contains && ev->id < j->position)
             continue; /* published before the exact read: the snapshot holds it */
-        queue_wanted(s, ev);
+        if (!jw_hub_wants(s->reg->hub, &s->member, ev))
+            continue;
+        if (j)
+            send_snapshot(s, op, j, j->position < last ? j->position : last);
+        if (jw_session_queue(s, ev->frame, false) == 0)
+            jw_metric_add(JW_M_DELIVERIES, 1);
+        last = ev->id;
     }
-    while (next < op->njobs)
-        send_snapshot(s, op, order[next++]);
+    for (; next < op->njobs; next++)
+        send_snapshot(s, op, order[next], order[next]->position);
     free(order);
 }
 
@@ -239,7 +274,7 @@ finish(struct jw_session *s, struct jw_session_op *op)
     long snapshots = 0;
     for (size_t i = 0; i < op->njobs; i++) {
         refused |= op->jobs[i].refused && !op->jobs[i].by_scope;
-        snapshots += op->jobs[i].snapshot != NULL;
+        snapshots += op->jobs[i].send;
     }
     if (op->unavailable) {
         s->stale = 1;
@@ -252,16 +287,19 @@ finish(struct jw_session *s, struct jw_session_op *op)
         if (refused) {
             /* Names no owner and no job: the client learns only that it may not have them. */
             jw_session_send_error(s, cmd->id, JW_ERR_FORBIDDEN,
-                                  "a requested job belongs to another user");
+                                  "a requested job is another user's, or its owner cannot be "
+                                  "checked");
             for (size_t i = 0; i < op->nheld; i++)
                 queue_wanted(s, op->held[i]);
             return;
         }
         jw_session_send(
             s, jw_reply_ack(cmd, op->resumed, cmd->scope != JW_SCOPE_JOBS ? snapshots : -1));
+    } else { /* a resync round: how many fresh snapshots follow */
+        jw_session_send(s, jw_reply_status(jw_sync_live(s->reg->sync), NULL, -1, snapshots));
     }
     if (op->resume_from)
-        jw_window_replay(s->reg->window, op->resume_from, op->start, replay_one, s);
+        jw_window_replay(s->reg->window, op->resume_from, op->start, replay_one, op);
     merge(s, op);
 }
 
@@ -283,6 +321,15 @@ may_see(const struct jw_session *s, const char *owner)
     return s->member.admin || (owner && strcmp(owner, s->user_id) == 0);
 }
 
+/* Whether a state read refuses a subscribe by job id: it names another owner, or it is too
+ * large to tell its owner (only admins may have such a job by id). No state, or none read,
+ * refuses nothing: events are still checked one by one. */
+static bool
+owner_refuses(const struct jw_session *s, const struct jw_job_state *st)
+{
+    return st && (st->owner || st->too_large) && !may_see(s, st->owner);
+}
+
 static void
 on_fetched(void *ctx, uint64_t session, uint64_t arg, const struct jw_fetch_result *r)
 {
@@ -295,15 +342,19 @@ on_fetched(void *ctx, uint64_t session, uint64_t arg, const struct jw_fetch_resu
     j->done = 1;
     j->unavailable = !st;
     op->unavailable += !st;
-    j->has_state = st && st->json && r->position; /* exact reads only drop events */
+    j->contains = st && st->json && r->position; /* exact reads only drop events */
     j->position = r->position ? r->position : op->start;
-    j->refused = st && st->owner && !may_see(s, st->owner);
-    bool visible = st && may_see(s, st->owner);
-    /* A job the index listed is shown only when it still has a state the user may see. */
-    if (!j->by_scope || (visible && (st->json || st->too_large)))
-        j->snapshot = jw_reply_snapshot(j->id, st, visible, j->position);
-    if (st && st->too_large)
-        jw_metric_add(JW_M_SNAPSHOTS_TOO_LARGE, 1);
+    j->refused = owner_refuses(s, st);
+    j->visible = st && may_see(s, st->owner);
+    if (st) {
+        j->state = *st;
+        j->state.owner = st->owner ? jw_strdup(st->owner) : NULL;
+        j->state.json = st->json ? jw_strdup(st->json) : NULL;
+    }
+    /* A job the index listed is shown only when it still has a state the user may see; a
+     * resync sends no unavailable snapshot (the client has one already): it retries. */
+    j->send = (!j->by_scope || (j->visible && (st->json || st->too_large))) &&
+              (st || op->kind != OP_RESYNC);
     op->outstanding--;
     maybe_finish(s, op);
 }
@@ -326,7 +377,7 @@ on_owner(struct jw_redis_op *rop)
     struct jw_op_job *j = &op->jobs[rop->arg & 0xffffffffu];
     const struct jw_job_state *st = rop->status < 0 ? NULL : &rop->r.state;
     j->done = 1;
-    j->refused = st && st->owner && !may_see(op->s, st->owner);
+    j->refused = owner_refuses(op->s, st);
     op->outstanding--;
     maybe_finish(op->s, op);
 }
@@ -412,7 +463,7 @@ jw_session_handle_subscribe(struct jw_session *s, struct jw_cmd *cmd)
         op->resume_from = resume_point(s, op->cmd.last_event_id);
         op->resumed = op->resume_from != 0;
         if (s->transport == JW_TRANSPORT_SSE) /* what EventSource's Last-Event-ID led to */
-            jw_session_send(s, jw_reply_status(jw_sync_live(reg->sync), NULL, op->resumed));
+            jw_session_send(s, jw_reply_status(jw_sync_live(reg->sync), NULL, op->resumed, -1));
     }
     begin(s, op);
     if (op->cmd.scope != JW_SCOPE_JOBS) {

@@ -107,7 +107,7 @@ put_sse(struct jw_sessions *reg, size_t used, const struct jw_outq_slot *slot)
     for (size_t i = 0; i < f->len; i++)
         breaks += f->text[i] == '\n' || f->text[i] == '\r';
     char *out = (char *)room(reg, used, f->len + breaks * 6 + SEQ_ROOM + SSE_ROOM), *p = out;
-    if (f->event_id) {
+    if (f->sequenced) { /* events and snapshots: the eventId, from which a client can resume */
         char id[JW_EVENT_ID_TEXT_MAX];
         jw_event_id_format(f->event_id, id);
         p += sprintf(p, "id: %s\n", id);
@@ -139,7 +139,8 @@ static int
 write_out(struct jw_session *s, size_t len)
 {
     if (lws_write(s->wsi, s->reg->wbuf + LWS_PRE, len, LWS_WRITE_HTTP) < 0) {
-        jw_info(MOD, "c%08x: write failed", s->id);
+        jw_session_log(s, JW_LOG_INFO, "write failed");
+        s->end_reason = "write failed";
         s->broken = 1;
         return -1;
     }
@@ -185,8 +186,12 @@ jw_session_flush(struct jw_session *s)
             return -1;
         turn += len;
     }
-    if (!s->outq.count)
+    if (!s->outq.count) {
         s->progress_ms = jw_session_now_ms(s);
+        /* SSE: an error answered the query or the token: the stream ends once it is out. */
+        if (s->sse_end_code && !s->close_code)
+            jw_session_close_later(s, s->sse_end_code, "request refused");
+    }
     /* More to write once lws has sent what it holds; a close once the queue is out. */
     if (s->outq.count || s->close_code || s->sse_hb_due)
         lws_callback_on_writable(s->wsi);
@@ -231,7 +236,8 @@ write_deflated(struct jw_session *s)
     jw_metric_add(JW_M_QUEUE_BYTES, -(int64_t)jw_frame_cost(slot->frame));
     jw_outq_pop(&s->outq);
     if (lws_write(s->wsi, s->deflate_copy + LWS_PRE, len, LWS_WRITE_TEXT) < 0) {
-        jw_info(MOD, "c%08x: write failed", s->id);
+        jw_session_log(s, JW_LOG_INFO, "write failed");
+        s->end_reason = "write failed";
         return -1;
     }
     s->last_write_ms = s->progress_ms = jw_session_now_ms(s);
@@ -269,11 +275,7 @@ jw_session_writeable(struct jw_session *s)
             memcpy(room(s->reg, 0, 6), ": hb\n\n", 6);
             return write_out(s, 6);
         }
-        int rc = jw_session_flush(s);
-        /* An error answered the query or the token: the stream ends once it is out. */
-        if (rc == 0 && !s->outq.count && s->sse_end_code && !s->close_code)
-            jw_session_close_later(s, s->sse_end_code, "request refused");
-        return rc;
+        return jw_session_flush(s);
     }
     /* Frames queued before the close (an error saying why) still go out first. */
     if (s->close_code && !s->outq.count) {

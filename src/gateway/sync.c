@@ -27,6 +27,7 @@
 #define MARKER_GRACE 1.0 /* seconds: markers normally return within a millisecond */
 #define RETRY_FIRST 0.5  /* seconds before an unavailable snapshot is read again, doubling */
 #define RETRY_MAX 30.0
+#define RESYNC_WAIT 2.0 /* seconds a resync waits for the command side after the subscription */
 
 struct waiter {
     jw_fetch_fn fn;
@@ -59,6 +60,7 @@ struct jw_sync {
     char own_prefix[192]; /* {prefix}__jobwire__:{epoch}: */
     bool live, commands_ready;
     ev_timer retry;     /* hooks.retry, with a growing delay */
+    ev_timer resync;    /* the subscription is back: resync once commands can be served too */
     double retry_delay; /* 0: no retry wanted */
 };
 
@@ -225,12 +227,27 @@ jw_sync_want_retry(struct jw_sync *sync)
     ev_timer_start(sync->loop, &sync->retry);
 }
 
+/* The resync after the subscription came back: as soon as snapshots can be read as well (a
+ * resync without them would only say "unavailable" and retry), or after RESYNC_WAIT anyway. */
+static void
+on_resync(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct jw_sync *sync = w->data;
+    ev_timer_stop(sync->loop, &sync->resync);
+    if (sync->live)
+        sync->hooks.resync(sync->hooks.ctx); /* each resync says live:true with its count */
+}
+
 void
 jw_sync_link_state(struct jw_sync *sync, enum jw_link_state subscriber, bool commands_ready)
 {
     bool live = subscriber == JW_LINK_SUBSCRIBED;
     bool was_ready = sync->commands_ready;
     sync->commands_ready = commands_ready;
+    if (commands_ready && ev_is_active(&sync->resync))
+        on_resync(sync->loop, &sync->resync, 0);
     if (commands_ready && !was_ready && sync->retry_delay) {
         ev_timer_stop(sync->loop, &sync->retry);
         ev_timer_set(&sync->retry, 0.0, 0.0); /* at once: Redis can answer again */
@@ -241,14 +258,14 @@ jw_sync_link_state(struct jw_sync *sync, enum jw_link_state subscriber, bool com
     sync->live = live;
     if (!live) {
         jw_info(MOD, "subscription lost: clients are told live updates pause");
-        sync->hooks.live(sync->hooks.ctx, false);
+        sync->hooks.pause(sync->hooks.ctx);
         return;
     }
     /* Back, or up for the first time: clients that connected meanwhile were told live:false in
      * their welcome, so the first subscription is a resume too. */
-    jw_info(MOD, "subscription active: live updates and fresh snapshots for every client");
-    sync->hooks.live(sync->hooks.ctx, true);
-    sync->hooks.resync(sync->hooks.ctx);
+    jw_info(MOD, "subscription active: fresh snapshots for every client");
+    ev_timer_set(&sync->resync, commands_ready ? 0.0 : RESYNC_WAIT, 0.0);
+    ev_timer_start(sync->loop, &sync->resync);
 }
 
 bool
@@ -281,6 +298,8 @@ jw_sync_new(const struct jw_config *cfg, struct ev_loop *loop, struct jw_upstrea
              JW_INTERNAL_KIND, jw_event_epoch());
     ev_init(&sync->retry, on_retry);
     sync->retry.data = sync;
+    ev_init(&sync->resync, on_resync);
+    sync->resync.data = sync;
     return sync;
 }
 
@@ -298,6 +317,7 @@ jw_sync_free(struct jw_sync *sync)
     if (!sync)
         return;
     ev_timer_stop(sync->loop, &sync->retry);
+    ev_timer_stop(sync->loop, &sync->resync);
     jw_dict_foreach(sync->by_serial, drop_fetch, sync);
     jw_dict_free(sync->by_serial);
     jw_dict_free(sync->sharable);

@@ -13,11 +13,11 @@
  * come back within MARKER_GRACE of the reply (the subscription went away) ends the fetch as not
  * exact; on a cluster fetches are never exact and never shared (see redis.h).
  *
- * Liveness: when the subscription is lost, hooks.live(false) pauses every client; when it comes
- * back — also the first time, when clients connected meanwhile — hooks.live(true) and
- * hooks.resync() give every client fresh snapshots. A snapshot that came back unavailable is
- * retried (hooks.retry) as soon as the command side is ready again, and then with a growing
- * delay, so "unavailable" never stays the last word while Redis can answer.
+ * Liveness: when the subscription is lost, hooks.pause() tells every client; when it comes
+ * back — also the first time, when clients connected meanwhile — hooks.resync() gives every
+ * client fresh snapshots, each round announced by a status live:true with its count. A snapshot
+ * that came back unavailable is retried (hooks.retry) as soon as the command side is ready again,
+ * and then with a growing delay, so "unavailable" never stays the last word while Redis can answer.
  */
 #ifndef JOBWIRE_GATEWAY_SYNC_H
 #define JOBWIRE_GATEWAY_SYNC_H
@@ -44,9 +44,9 @@ struct jw_fetch_result {
 typedef void (*jw_fetch_fn)(void *ctx, uint64_t a, uint64_t b, const struct jw_fetch_result *r);
 
 struct jw_sync_hooks {
-    void (*live)(void *ctx, bool live); /* pause or resume every client */
-    void (*resync)(void *ctx);          /* fresh snapshots for every client */
-    void (*retry)(void *ctx);           /* fresh snapshots where one was unavailable */
+    void (*pause)(void *ctx);  /* tell every client live updates pause */
+    void (*resync)(void *ctx); /* fresh snapshots for every client */
+    void (*retry)(void *ctx);  /* fresh snapshots where one was unavailable */
     void *ctx;
 };
 

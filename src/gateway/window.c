@@ -39,7 +39,8 @@ static void
 evict_oldest(struct jw_window *w)
 {
     struct jw_event *ev = *at(w, 0);
-    w->evicted = ev->id;
+    if (ev->id > w->evicted) /* a break may have moved it past the ring's events */
+        w->evicted = ev->id;
     w->bytes -= ev->frame->len;
     jw_event_unref(ev);
     w->head = (w->head + 1) % w->cap;
@@ -99,6 +100,12 @@ jw_window_add(struct jw_window *w, struct jw_event *ev)
     w->count++;
     w->bytes += ev->frame->len;
     update_gauges(w);
+}
+
+void
+jw_window_break(struct jw_window *w)
+{
+    w->evicted = w->position;
 }
 
 uint64_t

@@ -23,6 +23,9 @@ void jw_window_free(struct jw_window *w);
 void jw_window_add(struct jw_window *w, struct jw_event *ev);
 /* The entry number of the last event routed; 0 before the first. */
 uint64_t jw_window_position(const struct jw_window *w);
+/* The subscription was lost: events published meanwhile never reach this process, so nothing
+ * before now can be resumed from. */
+void jw_window_break(struct jw_window *w);
 /* true when every event routed after `after` up to now is still held. */
 bool jw_window_covers(const struct jw_window *w, uint64_t after);
 /* Calls fn for each held event with after < id <= upto, oldest first. */

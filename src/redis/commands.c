@@ -42,6 +42,7 @@
 
 #define MOD "upstream"
 #define MAX_REDIRECTS 3
+#define PARKED_REFRESH_MS 200 /* the slot map is read this often while requests wait for it */
 /* Room for the RESP framing and the field names around a job state's values. */
 #define STATE_SLACK (64u * 1024u)
 
@@ -133,6 +134,13 @@ finish_list(struct jw_request *head, int status)
     }
 }
 
+static void
+schedule(struct event *ev, uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(ev, &tv);
+}
+
 /* ---- connections ----------------------------------------------------------------------- */
 
 static bool
@@ -206,7 +214,8 @@ write_req(struct jw_cmdconn *c, struct jw_request *req)
     rearm(c);
 }
 
-/* Writes `req` on `c`, or parks it there while `c` is being opened, or fails it. */
+/* Writes `req` on `c`, or keeps it until `c` is open, or — on a cluster, where the slot's node
+ * is down — until the slot map names another node (a failover) or its deadline passes. */
 static void
 send_on(struct jw_upstream *up, struct jw_cmdconn *c, struct jw_request *req)
 {
@@ -215,15 +224,17 @@ send_on(struct jw_upstream *up, struct jw_cmdconn *c, struct jw_request *req)
     } else if (c && c->node >= 0 && !c->retiring && opening(c)) {
         append(&c->wait_head, &c->wait_tail, req);
         count_in(c);
+    } else if (is_cluster(up) && req->slot >= 0) {
+        if (!up->parked_head) /* the first: read the map shortly, and on while any wait */
+            schedule(up->refresh_ev, PARKED_REFRESH_MS);
+        append(&up->parked_head, &up->parked_tail, req);
+        up->queued++;
     } else {
-        if (is_cluster(up))
-            jw_commands_refresh_soon(up);
         finish(req, -ENOTCONN);
     }
 }
 
 static const struct jw_link_role node_role;
-static void schedule(struct event *ev, uint64_t ms);
 
 /* The connection of cluster node `node`, opened on first use; NULL when it cannot be. */
 static struct jw_cmdconn *
@@ -578,31 +589,29 @@ reconcile(struct jw_upstream *up)
         const struct jw_topo_node *n = &up->topo.nodes[i];
         struct jw_cmdconn *c = up->by_node[i];
         if (n->used && n->master) {
-            if (c)
+            if (c) {
                 c->retiring = false;
-            else
+            } else {
+                jw_info(MOD, "cluster node %s:%d serves slots: connecting", n->host, n->port);
                 (void)node_conn(up, (int)i);
+            }
             continue;
         }
         if (c && c->queued) {
             c->retiring = true; /* its requests will be answered, or MOVED elsewhere */
             continue;
         }
-        if (c)
+        if (c) {
+            jw_info(MOD, "cluster node %s:%d no longer serves slots: disconnected", n->host,
+                    n->port);
             free_node_conn(up, (int)i);
+        }
         if (n->used && !n->listed && !n->seed) {
             jw_info(MOD, "cluster node %s:%d left the slot map: forgotten", n->host, n->port);
             jw_topo_forget(&up->topo, (int)i);
         }
     }
     update_ready(up);
-}
-
-static void
-schedule(struct event *ev, uint64_t ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-    evtimer_add(ev, &tv);
 }
 
 void
@@ -616,12 +625,34 @@ jw_commands_topology_changed(struct jw_upstream *up)
         jw_link_reconnect_now(&up->cmd.link, "master switched", NULL);
 }
 
+static void unpark(struct jw_upstream *up);
+
 static void
 on_reconcile(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     reconcile(arg);
+    unpark(arg);
+}
+
+/* Routes the parked requests again (after a slot map read): each goes to its slot's node now,
+ * or parks again, or comes back -ETIMEDOUT when its deadline passed. */
+static void
+unpark(struct jw_upstream *up)
+{
+    struct jw_request *req = up->parked_head;
+    uint64_t now = jw_now_ms();
+    up->parked_head = up->parked_tail = NULL;
+    while (req) {
+        struct jw_request *next = req->next;
+        up->queued--;
+        if (req->_deadline_ms <= now)
+            finish(req, -ETIMEDOUT);
+        else
+            send_on(up, route(up, req), req);
+        req = next;
+    }
 }
 
 static void
@@ -630,9 +661,14 @@ refresh_done(struct jw_request *req, int status)
     struct jw_upstream *up = req->ctx;
     up->refresh_in_flight = false;
     /* A good map tells hooks.changed, which reconciles the connections. */
-    if (status == 0 && jw_topo_read_slots(&up->topo, req->reply[0], up->refresh_host) < 0)
+    int ranges = status == 0 ? jw_topo_read_slots(&up->topo, req->reply[0], up->refresh_host) : 0;
+    if (status == 0 && ranges < 0)
         jw_warn(MOD, "cluster: unexpected reply to CLUSTER SLOTS from %s", up->refresh_host);
-    schedule(up->refresh_ev, (uint64_t)up->cfg->redis_cluster_refresh_ms);
+
+    jw_debug(MOD, "cluster: slot map read from %s: %d range(s) (status %d)", up->refresh_host,
+             ranges, status);
+    schedule(up->refresh_ev,
+             up->parked_head ? PARKED_REFRESH_MS : (uint64_t)up->cfg->redis_cluster_refresh_ms);
 }
 
 /* Reads the slot map through any ready connection; without one the main connection reads it
@@ -647,7 +683,9 @@ on_refresh(evutil_socket_t fd, short what, void *arg)
         return;
     struct jw_cmdconn *via = route(up, &(struct jw_request){.slot = -1});
     if (!ready(via)) {
-        schedule(up->refresh_ev, (uint64_t)up->cfg->redis_cluster_refresh_ms);
+        unpark(up); /* deadlines still count */
+        schedule(up->refresh_ev,
+                 up->parked_head ? PARKED_REFRESH_MS : (uint64_t)up->cfg->redis_cluster_refresh_ms);
         return;
     }
     struct jw_request *req = jw_request_new(-1, refresh_done, up);
@@ -708,6 +746,9 @@ jw_commands_stop(struct jw_upstream *up)
         evtimer_del(up->reconcile_ev);
     }
     jw_link_stop(&up->cmd.link, "stopped"); /* in flight: -ECANCELED */
+    struct jw_request *parked = up->parked_head;
+    up->parked_head = up->parked_tail = NULL;
+    finish_list(parked, -ECANCELED);
     for (size_t i = 0; i < JW_TOPO_MAX_NODES; i++)
         if (up->by_node[i])
             jw_link_stop(&up->by_node[i]->link, "stopped");

@@ -34,6 +34,7 @@ static const char SCRIPT[] = "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2]) "
 struct indexed_job {
     struct indexed_job *prev, *next; /* LRU: most recent first */
     uint64_t at_ms;                  /* last written; 0 = the write failed, write again */
+    bool user_written;               /* the user's index has it (an event named the user) */
     char job[];
 };
 
@@ -123,7 +124,11 @@ jw_jobindex_note(struct jw_upstream *up, const struct jw_event *ev)
         return;
     uint64_t now = jw_now_ms();
     struct indexed_job *e = jw_dict_get(up->indexed, ev->job_id);
-    if (e && e->at_ms && now - e->at_ms < (uint64_t)cfg->job_index_refresh_s * 1000u)
+    bool due = !e || !e->at_ms || now - e->at_ms >= (uint64_t)cfg->job_index_refresh_s * 1000u;
+    /* A job first seen without a user id goes into the user's index with the first event
+     * that names one, not a refresh period later. */
+    bool user_due = ev->user_id && (due || !e->user_written);
+    if (!due && !user_due)
         return;
     if (!e) {
         if (up->nindexed == MAX_REMEMBERED) {
@@ -135,6 +140,7 @@ jw_jobindex_note(struct jw_upstream *up, const struct jw_event *ev)
         }
         size_t n = strlen(ev->job_id) + 1;
         e = jw_malloc(sizeof *e + n);
+        e->user_written = false;
         memcpy(e->job, ev->job_id, n);
         jw_dict_set(up->indexed, e->job, e);
         up->nindexed++;
@@ -142,13 +148,16 @@ jw_jobindex_note(struct jw_upstream *up, const struct jw_event *ev)
         lru_unlink(up, e);
     }
     lru_push(up, e);
-    e->at_ms = now;
-    if (ev->user_id) {
+    if (user_due) {
         char *key = jw_key_expand(cfg->job_index_user_key, "{userId}", ev->user_id);
         write_index(up, key, ev->job_id);
         free(key);
+        e->user_written = true;
     }
-    write_index(up, cfg->job_index_all_key, ev->job_id);
+    if (due) {
+        e->at_ms = now;
+        write_index(up, cfg->job_index_all_key, ev->job_id);
+    }
 }
 
 void

@@ -108,6 +108,26 @@ clear_state(struct jw_job_state *st)
     memset(st, 0, sizeof *st);
 }
 
+/* Whether a HGETALL or GET reply is over max_state_bytes or max_state_fields. The link's own
+ * bound has slack for framing, so the state's size is checked here, exactly. */
+static bool
+over_limits(const struct jw_config *cfg, const struct jw_resp *r)
+{
+    if (!r)
+        return false;
+    if (jw_resp_is_str(r))
+        return r->len > cfg->max_state_bytes;
+    if (r->type != JW_RESP_ARRAY)
+        return false;
+    if (r->elements / 2 > (size_t)cfg->max_state_fields)
+        return true;
+    size_t bytes = 0;
+    for (size_t i = 0; i < r->elements; i++)
+        if (jw_resp_is_str(r->element[i]))
+            bytes += r->element[i]->len;
+    return bytes > cfg->max_state_bytes;
+}
+
 static bool
 any_error(const struct jw_request *req)
 {
@@ -136,17 +156,21 @@ parse(struct jw_upstream *up, struct jw_redis_op *op, enum part part, struct jw_
                 return -EPROTO;
             hash = at(exec, 1);
             string = at(exec, 2);
+            /* A command that failed inside the transaction (WRONGTYPE …) answers in EXEC. */
+            if ((hash && hash->type == JW_RESP_ERROR) || (string && string->type == JW_RESP_ERROR))
+                return -EPROTO;
         } else {
             hash = part != PART_STRING ? req->reply[0] : NULL;
             string = part == PART_ALL ? req->reply[1] : part == PART_STRING ? req->reply[0] : NULL;
         }
-        for (unsigned i = 0; i < req->got; i++) {
-            if (req->reply[i] && req->reply[i]->truncated) {
-                /* Over max_state_bytes/fields: neither the state nor its owner can be told. */
-                clear_state(st);
-                st->too_large = true;
-                return 0;
-            }
+        bool too_large = over_limits(cfg, hash) || over_limits(cfg, string);
+        for (unsigned i = 0; i < req->got; i++)
+            too_large |= req->reply[i] && req->reply[i]->truncated;
+        if (too_large) {
+            /* Neither the state nor its owner can be told. */
+            clear_state(st);
+            st->too_large = true;
+            return 0;
         }
         if (st->too_large)
             return 0;
@@ -275,6 +299,10 @@ jw_ops_submit(struct jw_upstream *up, struct jw_redis_op *op)
         add(reqs[0], "PUBLISH", op->channel, "");
         break;
     case JW_OP_RECENT_JOBS: {
+        if (!cfg->scope_snapshot_max_jobs) { /* off: no list (ZREVRANGE 0 -1 would be all) */
+            jw_upstream_finish_op(up, op, 0);
+            return;
+        }
         char *key = op->key ? jw_key_expand(cfg->job_index_user_key, "{userId}", op->key)
                             : jw_strdup(cfg->job_index_all_key);
         char last[16];

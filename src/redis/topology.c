@@ -39,6 +39,8 @@ jw_topo_parse_addr(const char *s, char *host, size_t hostlen, int *port)
         h_end--;
     }
     char *end;
+    if (colon[1] < '0' || colon[1] > '9') /* strtol would skip spaces and take a sign */
+        return -EINVAL;
     long p = strtol(colon + 1, &end, 10);
     if (*end != '\0' || p < 1 || p > 65535 || h_end <= h || (size_t)(h_end - h) >= hostlen)
         return -EINVAL;
@@ -270,6 +272,9 @@ slots_node(struct jw_topo *t, const struct jw_resp *n, const char *asked, bool m
     if (!jw_resp_is_str(h) || !is_int(p) || p->integer < 1 || p->integer > 65535)
         return -1;
     char host[256];
+    for (size_t i = 0; i < h->len; i++)
+        if (h->str[i] <= ' ' || h->str[i] > '~')
+            return -1; /* no host name or address has NUL, spaces or controls: a broken reply */
     if (h->len == 0 || (h->len == 1 && h->str[0] == '?') || h->len >= sizeof host)
         snprintf(host, sizeof host, "%s", asked);
     else

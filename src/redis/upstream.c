@@ -297,6 +297,18 @@ jw_upstream_new(const struct jw_config *cfg, const struct jw_upstream_hooks *hoo
 }
 
 int
+jw_upstream_check(const struct jw_config *cfg, char *err, size_t errlen)
+{
+    if (!cfg->redis_tls)
+        return 0;
+    struct ssl_ctx_st *tls = jw_tls_ctx_new(cfg, err, errlen);
+    if (!tls)
+        return -1;
+    jw_tls_ctx_free(tls);
+    return 0;
+}
+
+int
 jw_upstream_start(struct jw_upstream *up)
 {
     if (up->started)

@@ -67,8 +67,9 @@ struct jw_upstream {
      * per master node */
     struct jw_cmdconn cmd;
     struct jw_cmdconn *by_node[JW_TOPO_MAX_NODES];
-    size_t queued;              /* over every command connection */
-    struct event *refresh_ev;   /* cluster: re-read the slot map (soon, or periodically) */
+    size_t queued;            /* over every command connection */
+    struct event *refresh_ev; /* cluster: re-read the slot map (soon, or periodically) */
+    struct jw_request *parked_head, *parked_tail; /* cluster: for a slot whose node is down */
     struct event *reconcile_ev; /* cluster: bring the node connections in line with it */
     bool refresh_in_flight;
     char refresh_host[256];      /* the node the slot map was asked of */

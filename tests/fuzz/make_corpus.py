@@ -79,3 +79,51 @@ write("fuzz_event", [
     ev("ai:job:progress:job_6", '{"userId":""}'),
     ev("ai:job:progress:job_7", '[1,2]'),
 ])
+
+# fuzz_event: user channels ("rec:", "u/") and the payloads jansson's defaults refuse
+evb = lambda ch, payload: bytes([len(ch.encode())]) + ch.encode() + payload.encode()
+write_extra = lambda target, name, data: open(os.path.join(HERE, "corpus", target, name), "wb").write(
+    data if isinstance(data, bytes) else data.encode())
+for name, data in [
+    ("user-channel", evb("rec:u_42", '{"items":[1,2],"userId":"ignored"}')),
+    ("user-channel-note", evb("u/\u00e9:x", '"note"')),
+    ("big-integers", evb("ai:job:status", '{"jobId":123456789012345678901234567890,"userId":-7}')),
+    ("nul-and-surrogate", evb("ai:job:progress:j", '{"s":"a\\u0000b","t":"\\ud800"}')),
+    ("internal", evb("ai:job:__jobwire__:inst:m:1", "")),
+]:
+    write_extra("fuzz_event", name, data)
+
+write("fuzz_json", [
+    '{"jobId":"j1","userId":42,"p":[1,2.5e-3,{"x":null}],"s":"\\u00e9\\ud83d\\ude00"}',
+    '[true,false,null,"",{},[],-0,"\\\\\\/"]',
+    '{"userId":"u","userId":"v","jobId":{"jobId":1}}',
+    ' {"a" : [ 1 , 2 ] , "jobId" : -12345678901234567890 } ',
+    '"\\ud800\\u0000"',
+    '1e400',
+    '[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]',
+    '{"\\u0000":"x"}',
+    b'"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"',
+    b'"\xed\xa0\x80"',
+])
+
+# fuzz_outq: a program of queue operations (see fuzz_outq.c)
+write("fuzz_outq", [
+    bytes([0, 0, 0, 1, 0, 8, 4, 4, 4]),
+    bytes([7, 0, 0, 0, 1, 0, 0, 1, 0, 4, 4, 4]),
+    bytes([7, 1, 6, 200, 0, 0, 0, 4, 0, 1, 6, 100, 0, 0, 4, 4]),
+    bytes([7, 2, 7, 3, 0, 12, 1, 13, 2, 14, 0, 0, 1, 1, 4, 0, 0, 4, 4, 4, 6, 0, 0, 3]),
+    bytes([7, 0, 0, 8] + [0, 0, 0, 1, 0, 2, 0, 3] * 40 + [4] * 20),
+])
+
+# fuzz_resp: max_bytes/16, max_elements, chunk size - 1, then RESP
+resp_slots = ("*2\r\n*3\r\n:0\r\n:8191\r\n*3\r\n$8\r\n10.0.0.2\r\n:7001\r\n$2\r\nid\r\n"
+              "*4\r\n:8192\r\n:16383\r\n*3\r\n$0\r\n\r\n:7002\r\n$2\r\nid\r\n"
+              "*3\r\n$1\r\n?\r\n:7003\r\n$2\r\nid\r\n")
+write("fuzz_resp", [
+    bytes([255, 63, 255]) + resp_slots.encode(),
+    bytes([1, 3, 0]) + resp_slots.encode(),
+    bytes([2, 5, 7]) + b"*4\r\n$8\r\npmessage\r\n$8\r\nai:job:*\r\n$15\r\nai:job:status:j\r\n$2\r\n{}\r\n",
+    bytes([16, 10, 3]) + b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*3\r\n:1\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n$-1\r\n",
+    bytes([0, 0, 1]) + b"-MOVED 3999 127.0.0.1:6381\r\n:12\r\n*-1\r\n$5\r\nhello\r\n",
+    bytes([64, 63, 255]) + b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*0\r\n",
+])

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Runs a rendered chart's jobwire.conf through `jobwire --check-config` as the pod would see it.
 
-    pod_config.py RENDERED.yaml WORKDIR PKI_DIR JOBWIRE_BIN ADMIN_SUPPORTED
+    pod_config.py RENDERED.yaml WORKDIR PKI_DIR JOBWIRE_BIN
 
 From the rendered Deployment it lays out every Secret/ConfigMap volume the jobwire container
 mounts under WORKDIR/root (the items of each volume become files), checks that every path the
@@ -10,8 +10,8 @@ jwt_secret_file and their JOBWIRE_* variables) is one of those mounted files or 
 fills them with real PEM material from PKI_DIR (ca.pem, client.pem, client.key, public.pem),
 rewrites the paths into WORKDIR/root and runs the binary with the container's environment
 (secretKeyRef values replaced by dummies). Then, as a self-test, it removes one referenced TLS
-file and expects --check-config to fail naming it. ADMIN_SUPPORTED=0 drops the admin_port line
-(a binary that predates the admin port). Prints "ok ..." / "FAIL ..." lines; exit 1 on a FAIL.
+file and expects --check-config to fail naming it. Prints "ok ..." / "FAIL ..." lines; exit 1
+on a FAIL.
 """
 import os
 import shutil
@@ -20,7 +20,7 @@ import sys
 
 import yaml
 
-rendered, work, pki, binary, admin_supported = sys.argv[1:6]
+rendered, work, pki, binary = sys.argv[1:5]
 failed = False
 
 
@@ -72,8 +72,6 @@ for line in conf_text.splitlines():
     parts = line.split(None, 1)
     if parts and not line.startswith("#"):
         conf[parts[0]] = parts[1] if len(parts) > 1 else ""
-        if parts[0] in ("admin_port", "admin_listen_address") and admin_supported != "1":
-            continue
     lines.append(line)
 
 env = {"PATH": "/usr/bin:/bin"}

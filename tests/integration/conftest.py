@@ -440,7 +440,8 @@ class Jobwire:
             raise AssertionError(f"jobwire exited with {self.proc.returncode}:\n{tail(self.log)}")
 
     def get(self, path):
-        return http_get(self.port, path)
+        """GET on the port that serves health and metrics (admin_port when it is set)."""
+        return http_get(self.settings.get("admin_port") or self.port, path)
 
     def wait_status(self, path, status, timeout=WAIT):
         def cond():

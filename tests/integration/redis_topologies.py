@@ -255,9 +255,15 @@ class ProdCluster:
         return [n for n in self.nodes if n.proc and n.proc.poll() is None]
 
     def ok(self):
+        """Every live node says cluster_state:ok and serves every slot from a live master (right
+        after a kill -9 the state is still ok until the failure is detected: not a recovery)."""
+        live = {n.port for n in self.alive()}
         for n in self.alive():
             with n.client() as c:
                 if "cluster_state:ok" not in c.execute_command("CLUSTER", "INFO").decode():
+                    return False
+                if any(int(master[1]) not in live
+                       for _, _, master, *_ in c.execute_command("CLUSTER", "SLOTS")):
                     return False
         return True
 

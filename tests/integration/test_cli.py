@@ -132,3 +132,26 @@ async def test_environment_overrides_file(jw, redis_server):
     jw.start()  # waits for /readyz on the environment's port, i.e. Redis from REDIS_URL
     alice = await jw.client("alice")
     await alice.ping()
+
+
+@pytest.mark.parametrize("what", ["bad key file", "missing key file", "web_root not a dir",
+                                  "missing web_root", "missing redis CA"])
+def test_check_config_loads_what_start_would(tmp_path, what):
+    """--check-config fails where starting would: every file it names is loaded."""
+    settings = good_settings(tmp_path)
+    bad_pem = tmp_path / "bad.pem"
+    bad_pem.write_text("not a key\n")
+    settings.update({
+        "bad key file": {"dev_auth": False, "jwt_public_keys": f"k1={bad_pem}"},
+        "missing key file": {"dev_auth": False, "jwt_public_keys": str(tmp_path / "none.pem")},
+        "web_root not a dir": {"web_root": str(bad_pem)},
+        "missing web_root": {"web_root": str(tmp_path / "nowhere")},
+        "missing redis CA": {"redis_tls": True, "redis_tls_ca_file": str(tmp_path / "ca.pem")},
+    }[what])
+    path = write_config(str(tmp_path / "jobwire.conf"), settings)
+    code, out, err = run(["--check-config", "--config", path])
+    assert code == 1 and "configuration ok" not in out, (code, out, err)
+    named = {"bad key file": "bad.pem", "missing key file": "none.pem",
+             "web_root not a dir": "web_root", "missing web_root": "nowhere",
+             "missing redis CA": "ca.pem"}[what]
+    assert named in err, err

@@ -330,6 +330,26 @@ async def test_query_token_accepted_when_enabled(sjw, tok):
     assert status == 401 and "expired" in body, (status, body)
 
 
+@pytest.mark.jwconfig(auth_allow_query_token=True)
+@async_test
+async def test_long_query_arguments_neither_hide_nor_fake_a_token(sjw, tok):
+    pad = "p" * 9000
+    base = f"ws://127.0.0.1:{sjw.port}/ws?pad={pad}"
+    kw = dict(open_timeout=WAIT, ping_interval=None, max_size=None)
+    # A long argument in front of the token does not hide it.
+    async with websockets.connect(f"{base}&token={tok('carol')}", **kw) as ws:
+        welcome = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+        assert welcome["type"] == "welcome" and welcome["userId"] == "carol", welcome
+    # A long query without a token is no oversized token: the client authenticates by message.
+    async with websockets.connect(base, **kw) as ws:
+        await ws.send(json.dumps({"type": "auth", "id": "a", "token": tok("dave")}))
+        welcome = json.loads(await asyncio.wait_for(ws.recv(), WAIT))
+        assert welcome["type"] == "welcome" and welcome["userId"] == "dave", welcome
+    # A token over 8 KiB is refused at once.
+    status, body = await handshake_status(sjw, "e30." + "a" * 9000 + ".sig", "query")
+    assert status == 401 and "too large" in body, (status, body)
+
+
 # ---------------------------------------------------------------------------------------------
 # bad tokens
 
@@ -1015,6 +1035,18 @@ async def test_forwarded_address_from_trusted_proxy(sjw, tok):
     await authed(sjw, tok("u5"), headers=xff("203.0.113.5"))
 
 
+@pytest.mark.jwconfig(trusted_proxies="127.0.0.1/32", max_connections_per_ip=1)
+@async_test
+async def test_a_long_forwarded_chain_is_read_whole(sjw, tok):
+    """A chain over 8 KiB is still read from the right: neither ignored (the proxy's own
+    address would be counted) nor cut."""
+    chain = ", ".join(f"198.51.{i // 250}.{i % 250 + 1}" for i in range(700)) + ", 203.0.113.5"
+    assert len(chain) > 8192
+    await authed(sjw, tok("u1"), headers=xff(chain))
+    assert (await handshake_status(sjw, tok("u2"), headers=xff("203.0.113.5")))[0] == 429
+    await authed(sjw, tok("u3"), headers=xff("203.0.113.6"))  # 127.0.0.1 itself was not counted
+
+
 @pytest.mark.jwconfig(max_connections_per_ip=1)
 @async_test
 async def test_forwarded_for_ignored_without_trusted_proxies(sjw, tok):
@@ -1067,7 +1099,7 @@ async def test_tokens_and_secret_never_logged(sjw, keys, tok):
              what="every client gone")
     sjw.stop()
     log = sjw.read_log()
-    assert "authenticated as user alice" in log and " DEBUG " in log, log[-2000:]
+    assert "authenticated conn=" in log and "user=alice" in log and " DEBUG " in log, log[-2000:]
     assert keys.secret not in log, "the HS256 secret is in the log"
     for token in used:
         assert token not in log, "a token is in the log"

@@ -33,7 +33,8 @@ class SseStream:
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         self.buf = b""
         self.comments = []
-        self.last_id = 0
+        self.last_seq = 0
+        self.last_id = None
         self.eof = False
         head = self._read_until(b"\r\n\r\n")
         status_line, *hdrs = head.decode("latin-1").split("\r\n")
@@ -94,10 +95,12 @@ class SseStream:
             ev["data"] = json.loads("\n".join(ev["data"]))
             assert ev["data"]["type"] == ev["event"], f"{self.name}: {ev}"
             if ev["id"] is not None:
-                seq = int(ev["id"])
-                assert seq == self.last_id + 1 and ev["data"].get("seq") == seq, \
-                    f"{self.name}: id {ev['id']} after {self.last_id}: {ev}"
-                self.last_id = seq
+                # id: is the eventId (resumable); seq goes on by one per sequenced frame.
+                seq = ev["data"].get("seq")
+                assert ev["id"] == ev["data"].get("eventId") and seq == self.last_seq + 1, \
+                    f"{self.name}: id {ev['id']}, seq {seq} after {self.last_seq}: {ev}"
+                self.last_seq = seq
+                self.last_id = ev["id"]
             return ev
 
     def expect(self, event, timeout=WAIT):
@@ -157,7 +160,7 @@ def test_welcome_snapshot_then_events_in_order(jw):
         jw.publish(*ev("j1", "alice", kind, step=kind))
     got = [s.next() for _ in range(3)]
     assert [e["data"]["payload"]["step"] for e in got] == ["status", "progress", "complete"]
-    assert [e["id"] for e in got] == ["2", "3", "4"]
+    assert [e["data"]["seq"] for e in got] == [2, 3, 4]  # id: is each one's eventId
     assert all(e["event"] == "event" for e in got)
     s.close()
     wait_for(lambda: sse_count(jw) == 0, what="SSE gauge back to 0")
@@ -250,19 +253,46 @@ def test_other_users_job_in_redis_ends_the_stream_with_forbidden(jw):
     wait_for(lambda: sse_count(jw) == 0, what="SSE gauge back to 0")
 
 
-def test_last_event_id_gets_resumed_status_and_fresh_snapshot(jw):
+def test_last_event_id_unknown_gets_snapshots(jw):
+    """An id this process cannot resume from (another replica's, a restart's): snapshots."""
     jw.redis.client().hset("ai:job:j1", mapping={"userId": "alice", "progress": "40"})
-    s = open_stream(jw, headers={"Last-Event-ID": "17"}, user="alice", jobs="j1")
+    s = open_stream(jw, headers={"Last-Event-ID": "0badc0de-17"}, user="alice", jobs="j1")
     s.expect("welcome")
     st = s.expect("status")
-    assert st == {"type": "status", "live": True, "resumed": True}, st
-    s.expect("ack")
+    assert st == {"type": "status", "live": True, "resumed": False}, st
+    assert s.expect("ack")["resumed"] is False
     snap = s.expect("snapshot")
-    # ids are per connection: numbering starts again at 1, the snapshot is the recovery
     assert snap["state"]["progress"] == "40" and snap["seq"] == 1
     plain = open_stream(jw, user="alice", jobs="j1")
     plain.expect("welcome")
     assert plain.next()["event"] == "ack"  # no status without Last-Event-ID
+
+
+def test_last_event_id_resumes_exactly_the_missed_events(jw):
+    """EventSource reconnects with the last id it saw: the same process replays what came after
+    it (for this subscription and user only), with no snapshot and nothing twice."""
+    r = jw.redis.client()
+    r.hset("ai:job:j1", mapping={"userId": "alice", "progress": "0"})
+    first = open_stream(jw, user="alice", jobs="j1")
+    first.expect("welcome"), first.expect("ack"), first.expect("snapshot")
+    publish = lambda n, user="alice", job="j1": r.publish(
+        f"ai:job:progress:{job}", json.dumps({"jobId": job, "userId": user, "progress": n}))
+    publish(1)
+    last = first.expect("event")
+    first.close()
+    for n in (2, 3):
+        publish(n)
+    publish(99, user="bob", job="other")  # not alice's, not her subscription
+    publish(4)
+    resumed = open_stream(jw, headers={"Last-Event-ID": last["eventId"]}, user="alice",
+                          jobs="j1")
+    resumed.expect("welcome")
+    assert resumed.expect("status")["resumed"] is True
+    assert resumed.expect("ack")["resumed"] is True
+    got = [resumed.expect("event")["payload"]["progress"] for _ in range(3)]
+    assert got == [2, 3, 4], got
+    publish(5)
+    assert resumed.expect("event")["payload"]["progress"] == 5
 
 
 @pytest.mark.jwconfig(sse_heartbeat_s=1)
@@ -372,6 +402,8 @@ def test_cpu_idle_after_sse_client_vanishes(jw, how):
     assert share < 0.3, f"jobwire used {share:.0%} of a core after the SSE client vanished"
     wait_for(lambda: sse_count(jw) == 0, what="SSE gauge back to 0")
     jw.publish(*ev("j1", "alice", n=1))  # nothing may still point at the gone connection
+    # routed by the gateway (the window records every routed event), not merely read from Redis
+    jw.wait_metric("jobwire_resume_window_events", lambda v: v >= 1)
     again = open_stream(jw, user="alice", jobs="j1")
     again.expect("welcome"), again.expect("ack"), again.expect("snapshot")
     jw.publish(*ev("j1", "alice", n=2))
