@@ -26,7 +26,7 @@ if (token) {
 }
 
 const MAX_ROWS = 200; // jobs kept (client maxJobs): the oldest finished ones go first
-const MAX_WATCHED = 150; // running jobs followed by id in legacy mode (server limit 256)
+const MAX_WATCHED = 150; // running jobs followed by id (the server's default limit is 256)
 
 const tbody = document.querySelector("#jobs tbody");
 const link = document.getElementById("link");
@@ -73,12 +73,15 @@ client.addEventListener("error", (e) => {
 
 client.connect();
 const scope = admin ? "all" : "user";
-let legacy = false; // the server sends no snapshots for scopes: follow running jobs by id
-client.subscribe({ scope }).then((ack) => {
-  legacy = typeof ack.snapshots !== "number";
-  document.body.dataset.followById = String(legacy);
+// Running jobs are followed by id as well as through the scope: a resync then brings their
+// snapshots whatever the job index kept (a Redis that restarted empty keeps none of it), and a
+// server whose scope ack announces no snapshots still shows them.
+let followRunning = false;
+client.subscribe({ scope }).then(() => {
+  followRunning = true;
+  document.body.dataset.followById = "true";
   document.body.dataset.following = scope; // in force on the server (tests wait for this)
-  if (legacy) for (const job of client.jobs.values()) follow(job);
+  for (const job of client.jobs.values()) follow(job);
 }, (err) => {
   showNotice(`Cannot follow ${admin ? "all jobs" : "your jobs"}: ${err.message}`, "error");
 });
@@ -125,7 +128,7 @@ function render({ jobs, changed, removed }) {
     const job = jobs.get(id);
     if (!job) continue;
     updateRow(rows.get(id) || addRow(id), job);
-    if (legacy) follow(job);
+    if (followRunning) follow(job);
   }
   // Most recently started first; rows only move when a job appears or its start is corrected.
   const wanted = [...jobs.values()].sort((a, b) => b.startedAt - a.startedAt || (a.jobId < b.jobId ? -1 : 1))
@@ -210,7 +213,7 @@ function updateCounts(jobs) {
   }
 }
 
-// ---- legacy servers: follow running jobs by id (so their resyncs bring snapshots) ------------
+// ---- running jobs are followed by id too (so that every resync brings their snapshots) ------
 
 const watched = new Set();
 const pending = new Map(); // jobId → true (subscribe) | false (unsubscribe), sent in batches
