@@ -12,7 +12,7 @@ PACKAGES=(
     redis-server redis-tools
     python3 python3-websockets python3-redis python3-pytest
     valgrind clang-format curl ca-certificates
-    groff-base man-db systemd
+    groff-base man-db systemd iproute2
     unzip python3-yaml chromium
     python3-jwt python3-cryptography
 )

@@ -22,6 +22,10 @@ const struct opt jw_config_opts[] = {
         "it off the ingress); 0 = on listen_port with everything else."),
     OPT(T_SIZE, client_queue_max_bytes, "1048576", 4096, 1073741824, NULL, 0,
         "Outbound bytes queued for one slow client before it is disconnected."),
+    OPT(T_SIZE, client_send_buffer_bytes, "256k", 4096, 67108864, NULL, O_ZERO_OFF,
+        "The kernel's send buffer of each client socket (SO_SNDBUF; Linux doubles it): what a "
+        "client that stops reading holds in the kernel, and how much lies before the close it "
+        "is owed; 0 = the kernel's autotuning (up to net.ipv4.tcp_wmem, often 4 MiB)."),
     OPT(T_INT, client_queue_max_messages, "4096", 1, 1000000, NULL, 0,
         "Frames queued for one slow client (after progress conflation) before it is "
         "disconnected with 4008."),
@@ -116,10 +120,10 @@ const struct opt jw_config_opts[] = {
     OPT(T_INT, deflate_window_bits, "9", 9, 15, NULL, 0,
         "zlib window of each connection's compressor, log2 bytes (9 = 512 B, least memory)."),
     OPT(T_INT, ws_ping_interval_s, "25", 0, 3600, NULL, 0,
-        "A WebSocket PING goes to a connection idle this long (under common ingress idle "
-        "timeouts of 60 s); 0 = never."),
+        "A WebSocket PING goes to a connection this long after it opened or last answered one "
+        "(under common ingress idle timeouts of 60 s); 0 = never."),
     OPT(T_INT, ws_pong_timeout_s, "10", 1, 3600, NULL, 0,
-        "A connection that stays silent this long after the PING is closed."),
+        "A connection that sends no PONG this long after the PING is hung up."),
     OPT(T_INT, sse_heartbeat_s, "15", 0, 3600, NULL, 0,
         "A comment line goes to an SSE stream idle this long (keeps ingresses from timing it "
         "out, and ends a vanished client's stream); 0 = never."),

@@ -119,6 +119,10 @@ on_lws_event(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         return conn && conn->session ? jw_session_receive(conn->session, in, len) : -1;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return conn && conn->session ? jw_session_writeable(conn->session) : 0;
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (conn && conn->session)
+            jw_session_pong(conn->session);
+        return 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         if (conn && conn->session && len >= 2)
             jw_session_peer_closed(conn->session, (uint16_t)(((unsigned char *)in)[0] << 8 |
@@ -169,7 +173,7 @@ on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
 }
 
 /* lws 4.1.6's libev plugin arms its one ev_timer only when that timer is idle, so an lws timer
- * due sooner than the armed one (a PING of the keepalive, a handshake timeout) waits for it or
+ * due sooner than the armed one (a handshake timeout) waits for it or
  * for unrelated I/O. Waking lws once a second, only while connections exist, bounds that. */
 static void
 on_tick(struct ev_loop *loop, ev_timer *w, int revents)
@@ -282,8 +286,11 @@ listen_on(struct jw_gateway *gw, const char *name, const char *address, int port
         info.pvo = &gw->pvo;
         if (gw->cfg->permessage_deflate)
             info.extensions = deflate_extension;
-        if (gw->keepalive.secs_since_valid_ping)
-            info.retry_and_idle_policy = &gw->keepalive;
+        /* No lws keepalive: lws 4.1.6 keeps every connection's validity timer in one sorted
+         * list that each new connection and each PONG walks whole, O(connections) per PONG
+         * (78 % of the CPU of 10,000 idle connections, bench/RESULTS.md). Without a policy lws
+         * would still use its context default (PING after 300 s). session.c pings instead. */
+        info.retry_and_idle_policy = &gw->no_validity;
     }
     struct lws_vhost *vh = lws_create_vhost(gw->ctx, &info);
     if (!vh)
@@ -350,11 +357,6 @@ jw_gateway_start(struct jw_gateway *gw, struct jw_upstream *up)
     gw->pvo_default = (struct lws_protocol_vhost_options){.name = "default", .value = "1"};
     gw->pvo = (struct lws_protocol_vhost_options){
         .options = &gw->pvo_default, .name = "jobwire.v1", .value = ""};
-    if (cfg->ws_ping_interval_s) {
-        gw->keepalive.secs_since_valid_ping = (uint16_t)cfg->ws_ping_interval_s;
-        gw->keepalive.secs_since_valid_hangup =
-            (uint16_t)(cfg->ws_ping_interval_s + cfg->ws_pong_timeout_s);
-    }
 
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));

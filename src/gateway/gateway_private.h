@@ -47,7 +47,7 @@ struct jw_gateway {
     struct lws_protocols protocols[PROTO_COUNT + 1];
     struct lws_http_mount mounts[MOUNT_COUNT], admin_mounts[MOUNT_EVENTS];
     struct lws_protocol_vhost_options pvo, pvo_default;
-    lws_retry_bo_t keepalive; /* WebSocket PING when idle, hang up when no PONG */
+    lws_retry_bo_t no_validity; /* all zero: lws keeps no validity timer (session.c pings) */
     char web_root[PATH_MAX];
     char listen_iface[64], admin_iface[64];
     /* the parts, created by gateway.c */

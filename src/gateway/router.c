@@ -7,8 +7,9 @@
  *   link state     → sync (pause, resume, resync) and health (readiness)
  *
  * One wake-up takes the whole inbox: a burst of events is routed in one go, and the sessions
- * write once per turn (session_write.c). When the inbox had filled up, the subscriber stopped
- * reading (redis.h); it is told to go on once the inbox is taken.
+ * write once per turn (session_write.c), and also every ROUTE_FLUSH_BYTES of routed frames
+ * within a long burst. When the inbox had filled up, the subscriber stopped reading (redis.h);
+ * it is told to go on once the inbox is taken.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +17,19 @@
 #include "gateway_private.h"
 #include "health.h"
 #include "hub.h"
+#include "jobwire/frame.h"
 #include "jobwire/metrics.h"
 #include "session.h"
 #include "sync.h"
 #include "window.h"
+
+/* Within one take of the inbox, the sessions write after this many bytes of routed frames, not
+ * only once the whole take is routed: else a reader that keeps up has its whole share of a burst
+ * queued before the first write, and is closed as a slow consumer when that share is over
+ * client_queue_max_bytes (1,000 clients, 1,000 x 1 KiB events published in 83 ms: all closed,
+ * bench/RESULTS.md). 64 KiB is one full write batch per session (session_write.c WRITE_BATCH),
+ * so writes stay as large as before. */
+#define ROUTE_FLUSH_BYTES 65536
 
 struct link_msg {
     struct jw_msg msg; /* first: type JW_MSG_LINK_STATE */
@@ -104,6 +114,7 @@ void
 jw_router_run(struct jw_gateway *gw)
 {
     bool was_full;
+    size_t routed = 0; /* bytes of frames routed since the sessions last wrote */
     struct jw_msg *msg = jw_inbox_take_all(gw->inbox, &was_full);
     if (was_full)
         jw_upstream_resume(gw->upstream);
@@ -112,11 +123,17 @@ jw_router_run(struct jw_gateway *gw)
         switch (msg->type) {
         case JW_MSG_EVENT: {
             struct jw_event *ev = jw_event_of(msg);
-            if (ev->kind == JW_KIND_INTERNAL)
+            if (ev->kind == JW_KIND_INTERNAL) {
                 own_message(gw, ev);
-            else
+            } else {
                 route(gw, ev);
+                routed += jw_frame_cost(ev->frame);
+            }
             jw_event_unref(ev);
+            if (routed >= ROUTE_FLUSH_BYTES) { /* not from an lws callback: as in on_flush */
+                jw_sessions_flush(gw->sessions);
+                routed = 0;
+            }
             break;
         }
         case JW_MSG_REDIS_OP:

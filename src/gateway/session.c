@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "jobwire/alloc.h"
 #include "jobwire/clock.h"
@@ -120,6 +121,54 @@ void
 jw_session_peer_closed(struct jw_session *s, uint16_t code)
 {
     s->peer_code = code;
+}
+
+/* ---- keepalive ------------------------------------------------------------------------------
+ * A WebSocket gets a PING ws_ping_interval_s after it opened or last answered one, and is hung
+ * up when no PONG follows within ws_pong_timeout_s: the rule lws' validity timers applied, kept
+ * here because lws 4.1.6 inserts those timers into one sorted list, walked whole per PONG. The
+ * 1 Hz tick decides; the PING (2 bytes) goes out with the session's next write, so it costs no
+ * POLLOUT round. The first PING comes up to a quarter interval early, at random, so that
+ * connections opened together do not all ping in the same tick. */
+
+static void
+keepalive_start(struct jw_session *s)
+{
+    const struct jw_config *cfg = s->reg->cfg;
+    uint64_t interval = (uint64_t)cfg->ws_ping_interval_s * 1000u;
+    if (s->transport != JW_TRANSPORT_WEBSOCKET || !interval)
+        return;
+    s->keepalive_ms =
+        jw_session_now_ms(s) + interval - jw_random_below(&s->reg->rng, interval / 4 + 1);
+}
+
+void
+jw_session_pong(struct jw_session *s)
+{
+    const struct jw_config *cfg = s->reg->cfg;
+    if (!s->keepalive_ms)
+        return;
+    s->awaiting_pong = 0;
+    s->keepalive_ms = jw_session_now_ms(s) + (uint64_t)cfg->ws_ping_interval_s * 1000u;
+}
+
+static void
+keepalive_check(struct jw_session *s, uint64_t now)
+{
+    if (!s->keepalive_ms || now < s->keepalive_ms || s->broken)
+        return;
+    if (s->awaiting_pong) { /* silent since the PING: hang up (no close frame, as lws did) */
+        jw_session_log(s, JW_LOG_INFO, "no PONG for %d s: hanging up",
+                       s->reg->cfg->ws_pong_timeout_s);
+        s->end_reason = "no pong";
+        s->broken = 1;
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    s->awaiting_pong = 1;
+    s->ping_owed = 1;
+    s->keepalive_ms = now + (uint64_t)s->reg->cfg->ws_pong_timeout_s * 1000u;
+    jw_session_mark_dirty(s);
 }
 
 /* ---- queueing and closing ---------------------------------------------------------------- */
@@ -436,6 +485,13 @@ jw_session_open(struct jw_sessions *reg, struct lws *wsi, enum jw_transport tran
         *status = 429;
         return NULL;
     }
+    if (cfg->client_send_buffer_bytes) {
+        /* Bounds what a client that stops reading pins in the kernel (autotuning lets a send
+         * buffer grow to megabytes), and what lies before the close frame it is owed. */
+        int fd = lws_get_socket_fd(wsi), bytes = (int)cfg->client_send_buffer_bytes;
+        if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes) != 0)
+            jw_warn(MOD, "SO_SNDBUF %d: %s", bytes, strerror(errno));
+    }
     struct jw_session *s = jw_calloc(1, sizeof *s);
     s->reg = reg;
     s->wsi = wsi;
@@ -470,6 +526,7 @@ jw_session_open(struct jw_sessions *reg, struct lws *wsi, enum jw_transport tran
         return NULL;
     }
     jw_session_rearm(s); /* the SSE heartbeat */
+    keepalive_start(s);
     return s;
 }
 
@@ -545,12 +602,11 @@ void
 jw_sessions_tick(struct jw_sessions *reg)
 {
     const struct jw_config *cfg = reg->cfg;
-    if (!cfg->client_stall_timeout_s)
-        return;
     uint64_t limit = (uint64_t)cfg->client_stall_timeout_s * 1000u;
     for (struct jw_session *s = reg->all; s; s = s->next) {
-
-        if (!s->outq.count || s->broken || jw_session_now_ms(s) - s->progress_ms < limit)
+        uint64_t now = jw_session_now_ms(s);
+        keepalive_check(s, now);
+        if (!limit || !s->outq.count || s->broken || now - s->progress_ms < limit)
             continue;
         /* It stopped reading: nothing more can reach it, not even a close frame. */
         jw_metric_add(JW_M_CLOSED_STALLED, 1);

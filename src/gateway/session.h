@@ -86,6 +86,8 @@ int jw_session_receive(struct jw_session *s, const void *in, size_t len);
 int jw_session_writeable(struct jw_session *s);
 /* The client sent a close frame with `code` (for the close line of the log). */
 void jw_session_peer_closed(struct jw_session *s, uint16_t code);
+/* A PONG came: the keepalive starts over (ws_ping_interval_s from now). */
+void jw_session_pong(struct jw_session *s);
 /* The connection is gone: leaves the hub and the registry, and frees the session. */
 void jw_session_closed(struct jw_session *s);
 
@@ -104,7 +106,8 @@ void jw_session_sse_subscribe(struct jw_session *s, const char *text);
 
 /* Writes what the sessions queued during this loop turn (before the loop blocks). */
 void jw_sessions_flush(struct jw_sessions *reg);
-/* Once a second: closes clients whose queue made no progress for client_stall_timeout_s. */
+/* Once a second: closes clients whose queue made no progress for client_stall_timeout_s, sends
+ * the keepalive PINGs that are due and hangs up on clients that did not answer the last one. */
 void jw_sessions_tick(struct jw_sessions *reg);
 
 /* ---- from the router and sync ------------------------------------------------------------ */

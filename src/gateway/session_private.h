@@ -41,7 +41,7 @@ struct jw_sessions {
     uint32_t next_id, next_op_serial;
     unsigned char *wbuf; /* where writes are put together (one writer thread, one buffer) */
     size_t wbuf_cap;
-    uint64_t rng; /* goaway jitter */
+    uint64_t rng; /* goaway jitter, the first keepalive PINGs spread */
 };
 
 /* A job of a subscribe or resync op, and what its read found. */
@@ -108,6 +108,8 @@ struct jw_session {
     uint64_t last_write_ms;      /* the last write (SSE heartbeat) */
     uint64_t progress_ms;        /* the queue was last empty or written from (stall check) */
     uint64_t opened_ms;          /* for the duration in the close line */
+    uint64_t keepalive_ms;       /* WebSocket: the next PING, or while awaiting_pong the hang-up;
+                                    0 = no keepalive */
     const char *end_reason;      /* why it ended when the server did not say (static) */
     uint16_t peer_code;          /* the close code the client sent, if it did */
     unsigned char *deflate_copy; /* the frame permessage-deflate may still be reading */
@@ -128,6 +130,8 @@ struct jw_session {
     uint8_t deflate;       /* frames go through lws' permessage-deflate, one per turn */
     uint8_t sse_hb_due;    /* SSE: idle for sse_heartbeat_s, a comment line is to go out */
     uint8_t sse_ended;     /* SSE: the final event is out, the response ends */
+    uint8_t ping_owed;     /* a PING goes out with the next write */
+    uint8_t awaiting_pong; /* a PING is out and no PONG came since */
 };
 
 /* session.c */

@@ -58,6 +58,25 @@ jw_sessions_free_wbuf(struct jw_sessions *reg)
     reg->wbuf_cap = 0;
 }
 
+/* `,"seq":N}` into out (at most SEQ_ROOM bytes); returns the length. Written by hand: this runs
+ * once per delivery, and snprintf's format machinery was the largest user-space cost of a burst
+ * (issue #14, bench/RESULTS.md). The same bytes as "%" PRIu64 gives. */
+static size_t
+put_seq(char *out, uint64_t seq)
+{
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + seq % 10);
+        seq /= 10;
+    } while (seq);
+    memcpy(out, ",\"seq\":", 7);
+    for (size_t i = 0; i < n; i++)
+        out[7 + i] = digits[n - 1 - i];
+    out[7 + n] = '}';
+    return 8 + n;
+}
+
 /* The frame's text and this connection's seq suffix, into out; returns the length. */
 static size_t
 put_text(char *out, const struct jw_outq_slot *slot)
@@ -66,7 +85,7 @@ put_text(char *out, const struct jw_outq_slot *slot)
     memcpy(out, f->text, f->len);
     if (!f->sequenced)
         return f->len;
-    return f->len + (size_t)sprintf(out + f->len, ",\"seq\":%" PRIu64 "}", slot->seq);
+    return f->len + put_seq(out + f->len, slot->seq);
 }
 
 /* One WebSocket text message (RFC 6455: FIN, opcode 1, unmasked from a server). */
@@ -76,7 +95,7 @@ put_ws(struct jw_sessions *reg, size_t used, const struct jw_outq_slot *slot)
     char text_seq[SEQ_ROOM];
     size_t suffix = 0;
     if (slot->frame->sequenced)
-        suffix = (size_t)snprintf(text_seq, sizeof text_seq, ",\"seq\":%" PRIu64 "}", slot->seq);
+        suffix = put_seq(text_seq, slot->seq);
     size_t len = slot->frame->len + suffix;
     unsigned char *p = room(reg, used, len + 10), *start = p;
     *p++ = 0x81;
@@ -149,7 +168,8 @@ write_out(struct jw_session *s, size_t len)
     return 0;
 }
 
-/* Takes frames off the queue into the write buffer, up to WRITE_BATCH bytes. */
+/* Takes frames off the queue into the write buffer, up to WRITE_BATCH bytes; an owed keepalive
+ * PING first (FIN, opcode 9, one byte: lws 4.1.6 never reports an empty PONG to the callback). */
 static size_t
 batch(struct jw_session *s)
 {
@@ -157,6 +177,14 @@ batch(struct jw_session *s)
     const struct jw_outq_slot *slot;
     size_t used = 0, bytes = 0;
     uint64_t now_ns = jw_now_ns();
+    if (s->ping_owed) {
+        unsigned char *p = room(reg, 0, 3);
+        p[0] = 0x89;
+        p[1] = 1;
+        p[2] = 'k';
+        used = 3;
+        s->ping_owed = 0;
+    }
     while ((slot = jw_outq_peek(&s->outq)) && (!used || used + slot->frame->len <= WRITE_BATCH)) {
         used +=
             s->transport == JW_TRANSPORT_SSE ? put_sse(reg, used, slot) : put_ws(reg, used, slot);
@@ -176,11 +204,11 @@ jw_session_flush(struct jw_session *s)
     if (s->broken)
         return -1;
     if (s->deflate) {
-        if (s->outq.count || s->close_code)
+        if (s->outq.count || s->close_code || s->ping_owed)
             lws_callback_on_writable(s->wsi);
         return 0;
     }
-    while (s->outq.count && turn < WRITE_TURN && !lws_partial_buffered(s->wsi)) {
+    while ((s->outq.count || s->ping_owed) && turn < WRITE_TURN && !lws_partial_buffered(s->wsi)) {
         size_t len = batch(s);
         if (write_out(s, len) < 0)
             return -1;
@@ -193,7 +221,7 @@ jw_session_flush(struct jw_session *s)
             jw_session_close_later(s, s->sse_end_code, "request refused");
     }
     /* More to write once lws has sent what it holds; a close once the queue is out. */
-    if (s->outq.count || s->close_code || s->sse_hb_due)
+    if (s->outq.count || s->close_code || s->sse_hb_due || s->ping_owed)
         lws_callback_on_writable(s->wsi);
     return 0;
 }
@@ -218,6 +246,22 @@ jw_sessions_flush(struct jw_sessions *reg)
         if (jw_session_flush(s) < 0) /* lws closes it (not from here: not its callback) */
             lws_set_timeout(s->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
     }
+}
+
+/* permessage-deflate: an owed PING through lws' framing (control frames are not compressed). */
+static int
+write_framed_ping(struct jw_session *s)
+{
+    unsigned char buf[LWS_PRE + 1];
+    buf[LWS_PRE] = 'k'; /* not empty: see batch() */
+    s->ping_owed = 0;
+    if (lws_write(s->wsi, buf + LWS_PRE, 1, LWS_WRITE_PING) < 0) {
+        s->end_reason = "write failed";
+        return -1;
+    }
+    if (s->outq.count || s->close_code)
+        lws_callback_on_writable(s->wsi);
+    return 0;
 }
 
 /* permessage-deflate: one message per turn, through lws' framing, from a private copy. */
@@ -283,5 +327,7 @@ jw_session_writeable(struct jw_session *s)
                          (unsigned char *)s->close_reason, strlen(s->close_reason));
         return -1;
     }
-    return s->deflate ? write_deflated(s) : jw_session_flush(s);
+    if (s->deflate)
+        return s->ping_owed ? write_framed_ping(s) : write_deflated(s);
+    return jw_session_flush(s);
 }

@@ -312,3 +312,29 @@ async def test_sigint_shortens_a_running_sigterm_drain(jw):
     assert jw.proc.returncode == 0
     for c in clients:
         assert await c.expect_closed() == 1001
+
+
+@pytest.mark.jwconfig(client_queue_max_bytes=131072)
+@async_test
+async def test_a_burst_larger_than_the_queue_reaches_readers_that_keep_up(jw):
+    """A burst published faster than jobwire routes it lands in one take of the inbox; clients
+    that read promptly must get all of it, not be closed as slow consumers because their share
+    of the take was queued before anything was written (each share here is 4x the queue bound)."""
+    clients = []
+    for i in range(20):
+        c = await jw.client("ops", admin=True, name=f"reader{i}")
+        await c.subscribe(jobs=["burst"], kinds=["status"])
+        await c.expect_snapshot()
+        clients.append(c)
+    n = 500
+    pub = jw.redis.client().pipeline(transaction=False)
+    for i in range(n):
+        pub.publish("ai:job:status:burst", json.dumps({"jobId": "burst", "userId": "u", "i": i,
+                                                       "pad": "x" * 1000}))
+    pub.execute()
+
+    async def read_all(c):
+        return [(await c.expect_event())["payload"]["i"] for _ in range(n)]
+    got = await asyncio.gather(*(read_all(c) for c in clients))
+    assert all(g == list(range(n)) for g in got)
+    assert jw.metric("jobwire_client_closes_total", reason="slow_consumer") == 0

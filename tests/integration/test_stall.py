@@ -3,14 +3,16 @@ off with 4008, and the server's memory stays bounded."""
 
 import asyncio
 import json
+import re
 import resource
 import socket
+import subprocess
 import time
 
 import pytest
 import websockets
 
-from conftest import WsClient, async_test, ws_url
+from conftest import WAIT, WsClient, async_test, ws_url
 
 RECEIVERS = 1000
 SMALL = 60           # events every receiver must get
@@ -60,9 +62,10 @@ async def test_stalled_client_does_not_delay_the_others(jw):
     for start in range(0, RECEIVERS, 100):  # connect in batches
         receivers += await asyncio.gather(*(receiver(jw, i)
                                             for i in range(start, start + 100)))
-    # The stalled client: a tiny receive buffer, and it stops reading after its snapshot.
+    # The stalled client stops reading after its snapshot. (Its receive buffer stays as the
+    # kernel makes it: a tiny one would later trickle the backlog in front of the close frame,
+    # up to client_send_buffer_bytes, at the silly-window pace of seconds per 100 KiB.)
     sock = socket.create_connection(("127.0.0.1", jw.port))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     ws = await websockets.connect(ws_url(jw.port, "staller"), sock=sock, compression=None,
                                   max_queue=1, read_limit=1024, ping_interval=None)
     stalled = WsClient(ws, None, "stalled")
@@ -85,6 +88,7 @@ async def test_stalled_client_does_not_delay_the_others(jw):
     assert counts == [SMALL] * RECEIVERS
     # ~9 MB were queued towards one client, yet every other one got all its events.
     jw.wait_metric("jobwire_client_closes_total", lambda v: v == 1, reason="slow_consumer")
+    
     stalled.ws.transport.resume_reading()
     assert await stalled.expect_closed() == 4008
     growth_mb = (rss_kb(jw.proc.pid) - rss_before) / 1024
@@ -92,3 +96,30 @@ async def test_stalled_client_does_not_delay_the_others(jw):
     assert jw.metric("jobwire_queue_bytes") < 1024 * 1024
     print(f"{RECEIVERS} receivers x {SMALL} events in {elapsed:.2f} s; RSS +{growth_mb:.1f} MB")
     await asyncio.gather(*(ws.close() for ws in receivers))
+
+
+def server_send_buffers(port):
+    """The kernel send buffer (skmem tb) of each established socket jobwire holds on `port`."""
+    out = subprocess.run(["ss", "-tmnH", "state", "established", f"( sport = :{port} )"],
+                         capture_output=True, text=True, timeout=WAIT, check=True).stdout
+    return [int(m) for m in re.findall(r"\btb(\d+)", out)]
+
+
+@pytest.mark.parametrize("configured", [
+    pytest.param(None, id="default"),
+    pytest.param(65536, marks=pytest.mark.jwconfig(client_send_buffer_bytes=65536), id="64k"),
+    pytest.param(0, marks=pytest.mark.jwconfig(client_send_buffer_bytes=0), id="autotuned")])
+@async_test
+async def test_client_send_buffer_is_bounded(jw, configured):
+    """What a client that stops reading can pin in the kernel is client_send_buffer_bytes
+    (256 KiB by default): the server's sockets carry it, doubled by Linux for its bookkeeping."""
+    clients = [await jw.client("alice", name=f"c{i}") for i in range(3)]
+    await clients[0].ping()
+    tb = server_send_buffers(jw.port)
+    assert len(tb) == 3, tb
+    if configured == 0:  # the kernel's own choice, from tcp_wmem's default up
+        with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+            initial = int(f.read().split()[1])
+        assert all(t >= initial and t != 2 * 262144 for t in tb), tb
+    else:
+        assert tb == [2 * (configured or 262144)] * 3, tb

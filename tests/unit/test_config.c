@@ -31,6 +31,7 @@ static const char *const keys[] = {
     "admin_listen_address",
     "admin_port",
     "client_queue_max_bytes",
+    "client_send_buffer_bytes",
     "client_queue_max_messages",
     "client_conflate_bytes",
     "client_conflate_after_ms",
