@@ -26,7 +26,7 @@ struct jw_config {
     char *admin_listen_address;      /* ""= listen_address: where admin_port listens */
     int admin_port;                  /* 0 (off): /healthz, /readyz, /metrics on their own port */
     size_t client_queue_max_bytes;   /* 1048576; 4096..1073741824 */
-    size_t client_send_buffer_bytes; /* 256k; 0 (kernel autotuning) or 4096..64m */
+    size_t client_send_buffer_bytes; /* 0 (kernel autotuning) or 4096..64m */
     int client_queue_max_messages;   /* 4096; 1..1000000 */
     size_t client_conflate_bytes;    /* 65536: queued bytes past which progress conflates */
     int client_conflate_after_ms;    /* 1000: or a queue backed up this long; 0 = never */

@@ -22,10 +22,11 @@ const struct opt jw_config_opts[] = {
         "it off the ingress); 0 = on listen_port with everything else."),
     OPT(T_SIZE, client_queue_max_bytes, "1048576", 4096, 1073741824, NULL, 0,
         "Outbound bytes queued for one slow client before it is disconnected."),
-    OPT(T_SIZE, client_send_buffer_bytes, "256k", 4096, 67108864, NULL, O_ZERO_OFF,
-        "The kernel's send buffer of each client socket (SO_SNDBUF; Linux doubles it): what a "
-        "client that stops reading holds in the kernel, and how much lies before the close it "
-        "is owed; 0 = the kernel's autotuning (up to net.ipv4.tcp_wmem, often 4 MiB)."),
+    OPT(T_SIZE, client_send_buffer_bytes, "0", 4096, 67108864, NULL, O_ZERO_OFF,
+        "The kernel's send buffer of each client socket (SO_SNDBUF; Linux doubles it): bounds "
+        "what a client that stops reading pins in the kernel, at the price of less slack for "
+        "clients that fall behind in bursts; 0 = the kernel's autotuning (up to "
+        "net.ipv4.tcp_wmem's maximum, often 4 MiB)."),
     OPT(T_INT, client_queue_max_messages, "4096", 1, 1000000, NULL, 0,
         "Frames queued for one slow client (after progress conflation) before it is "
         "disconnected with 4008."),
