@@ -4,7 +4,7 @@
 # Loopback only; every run is bounded (1,000 or 10,000 clients, at most 10,000 messages, the
 # kit's 5 s drain, each run under `timeout`); what this script starts it stops by PID.
 #
-#   bench/peers.sh [CASE...]     CASE: idle rss hold burst paced c10k bigburst sustained
+#   bench/peers.sh [CASE...]     CASE: idle rss hold burst paced c10k burst10k bigburst sustained
 #                                (default: idle rss burst paced c10k)
 #
 #   idle   CPU (utime+stime, all threads) and context switches of every server over IDLE_S (30)
@@ -14,6 +14,7 @@
 #   burst  1,000 clients, 1,000 messages published as fast as possible (throughput, CPU/delivery)
 #   paced  1,000 clients, 50 messages/s = 50,000 deliveries/s (latency, CPU/delivery)
 #   c10k   10,000 clients, 5 messages/s = 50,000 deliveries/s offered, 200 messages (no webdis)
+#   burst10k  10,000 clients, 200 messages published as fast as possible (no webdis)
 #   bigburst  1,000 clients, 3,000 x 1 KiB published as fast as possible: more than a client's
 #          client_queue_max_bytes (1 MiB) in a fraction of a second (slow-consumer handling)
 #   sustained  1,000 clients, 1,000 messages/s for 10 s = 1,000,000 deliveries/s offered: enough
@@ -138,17 +139,20 @@ run_case() { # run_case CASE
     for rep in $(seq 1 "$REPS"); do
         for size in $sizes; do
             for s in $(rotate "$rep" $SERVERS); do
-                [ "$c" = c10k ] && [ "$s" = webdis ] && continue
+                case $c in c10k | burst10k) [ "$s" = webdis ] && continue ;; esac
                 export OUT="$OUT_BASE/$c/s$size/rep$rep" SIZE=$size
                 mkdir -p "$OUT"
                 case $c in
                 burst) CLIENTS=1000 MESSAGES=1000 RATE=0 SRC= bench "$s" ;;
                 paced) CLIENTS=1000 MESSAGES=1000 RATE=50 SRC= bench "$s" ;;
                 c10k) CLIENTS=10000 MESSAGES=200 RATE=5 SRC=127.0.0.2,127.0.0.3 bench "$s" ;;
+                burst10k) CLIENTS=10000 MESSAGES=200 RATE=0 SRC=127.0.0.2,127.0.0.3 bench "$s" ;;
                 bigburst) CLIENTS=1000 MESSAGES=3000 RATE=0 SRC= bench "$s" ;;
                 sustained) CLIENTS=1000 MESSAGES=10000 RATE=1000 SRC= bench "$s" ;;
                 esac
-                echo "[$(date +%T)] $c size=$size rep=$rep $s done (load $(cut -d' ' -f1 /proc/loadavg))" >&2
+                # the machine's 1-minute load average just after the run (the run is most of it)
+                cut -d' ' -f1 /proc/loadavg > "$OUT/$s.loadavg"
+                echo "[$(date +%T)] $c size=$size rep=$rep $s done (load $(cat "$OUT/$s.loadavg"))" >&2
             done
         done
     done
@@ -216,7 +220,7 @@ for c in "${CASES[@]}"; do
     idle) case_idle ;;
     rss) case_rss ;;
     hold) case_hold ;;
-    burst | paced | c10k | bigburst | sustained) run_case "$c" ;;
+    burst | paced | c10k | burst10k | bigburst | sustained) run_case "$c" ;;
     *) echo "peers.sh: unknown case $c" >&2; exit 2 ;;
     esac
 done
@@ -235,14 +239,16 @@ for f in sorted(glob.glob(f"{base}/*/s*/rep*/*.json")):
     name = r["label"].rsplit("-c", 1)[0]
     d = r.get("deliveries") or 0
     lat = r.get("latency_ms") or {}
+    load = os.path.join(os.path.dirname(f), name + ".loadavg")
     rows.setdefault((case, int(size[1:]), name), []).append({
         "deliv/s": r.get("deliveries_per_s"), "lost": r.get("lost"),
         "us/deliv": r["peer_cpu_secs"] * 1e6 / d if d and r.get("peer_cpu_secs") is not None else None,
         "client s/1M": r["client_cpu_secs"] * 1e6 / d if d else None,
         "p50": lat.get("p50"), "p99": lat.get("p99"), "max": lat.get("max"),
-        "other s": r.get("other_cpu_secs_estimate"), "busy%": r.get("machine_busy_before_start_pct")})
-cols = ["deliv/s", "us/deliv", "client s/1M", "p50", "p99", "max", "lost", "other s", "busy%"]
-print("medians (n = runs); us/deliv = server CPU µs per delivery; client s/1M = load generator CPU s per 1M deliveries; other s = CPU of everything else during the run; busy% = machine before start\n")
+        "other s": r.get("other_cpu_secs_estimate"), "busy%": r.get("machine_busy_before_start_pct"),
+        "load1": float(open(load).read()) if os.path.exists(load) else None})
+cols = ["deliv/s", "us/deliv", "client s/1M", "p50", "p99", "max", "lost", "other s", "busy%", "load1"]
+print("medians (n = runs); us/deliv = server CPU µs per delivery; client s/1M = load generator CPU s per 1M deliveries; other s = CPU of everything else during the run; busy% = machine before start; load1 = 1-minute load average just after the run\n")
 print("| case | size | server | n | " + " | ".join(cols) + " |")
 print("|---|---|---|---|" + "---|" * len(cols))
 for (case, size, name), rs in sorted(rows.items()):
