@@ -8,13 +8,18 @@
  *
  * Cost: one EVAL per index and job, at most once per job_index_refresh_s per replica — never
  * one per event. What was written lately is remembered in a bounded LRU (MAX_REMEMBERED jobs);
- * a job forgotten early only costs one more write.
+ * a job forgotten early only costs one more write. Writes wait up to BATCH_MS to go out
+ * together (one write and one reply wake-up for many new jobs), and never behind a read of the
+ * index: jw_jobindex_flush() sends them before it, on the same connections, so a read sees every
+ * job noted before it.
  *
  * Redis thread only.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <event2/event.h>
 
 #include "jobwire/alloc.h"
 #include "jobwire/clock.h"
@@ -23,6 +28,7 @@
 #include "upstream_private.h"
 
 #define MAX_REMEMBERED 65536
+#define BATCH_MS 50
 
 /* KEYS[1] index; ARGV now_ms, job, max_age_ms, max_jobs */
 static const char SCRIPT[] = "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2]) "
@@ -99,6 +105,14 @@ written(struct jw_request *req, int status)
 }
 
 static void
+on_batch_due(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    jw_jobindex_flush(arg);
+}
+
+static void
 write_index(struct jw_upstream *up, const char *key, const char *job)
 {
     const struct jw_config *cfg = up->cfg;
@@ -113,7 +127,32 @@ write_index(struct jw_upstream *up, const char *key, const char *job)
     struct jw_request *req = jw_request_new((int)jw_key_slot(key, strlen(key)), written, w);
     const char *argv[] = {"EVAL", SCRIPT, "1", key, now, job, age, max};
     jw_request_add(req, 8, argv, NULL);
-    jw_commands_send(up, req);
+    /* Held until the batch goes; `next` is free until jw_commands_send. */
+    if (up->index_tail)
+        up->index_tail->next = req;
+    else
+        up->index_head = req;
+    up->index_tail = req;
+    if (!up->index_batch_ev)
+        up->index_batch_ev = evtimer_new(up->base, on_batch_due, up);
+    static const struct timeval batch = {0, BATCH_MS * 1000};
+    if (!evtimer_pending(up->index_batch_ev, NULL))
+        evtimer_add(up->index_batch_ev, &batch);
+}
+
+void
+jw_jobindex_flush(struct jw_upstream *up)
+{
+    struct jw_request *req = up->index_head;
+    up->index_head = up->index_tail = NULL;
+    if (up->index_batch_ev)
+        evtimer_del(up->index_batch_ev);
+    while (req) {
+        struct jw_request *next = req->next;
+        req->next = NULL;
+        jw_commands_send(up, req);
+        req = next;
+    }
 }
 
 void
@@ -169,6 +208,16 @@ jw_jobindex_init(struct jw_upstream *up)
 void
 jw_jobindex_free(struct jw_upstream *up)
 {
+    while (up->index_head) { /* never sent: nobody waits for them */
+        struct jw_request *req = up->index_head;
+        up->index_head = req->next;
+        free(req->ctx);
+        jw_request_free(req);
+    }
+    up->index_tail = NULL;
+    if (up->index_batch_ev)
+        event_free(up->index_batch_ev);
+    up->index_batch_ev = NULL;
     while (up->lru_head) {
         struct indexed_job *e = up->lru_head;
         up->lru_head = e->next;

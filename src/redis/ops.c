@@ -303,6 +303,7 @@ jw_ops_submit(struct jw_upstream *up, struct jw_redis_op *op)
             jw_upstream_finish_op(up, op, 0);
             return;
         }
+        jw_jobindex_flush(up); /* the read sees every job noted before it */
         char *key = op->key ? jw_key_expand(cfg->job_index_user_key, "{userId}", op->key)
                             : jw_strdup(cfg->job_index_all_key);
         char last[16];

@@ -79,6 +79,8 @@ struct jw_upstream {
     struct jw_dict *indexed; /* job id -> struct indexed_job, what was written lately */
     struct indexed_job *lru_head, *lru_tail;
     size_t nindexed;
+    struct jw_request *index_head, *index_tail; /* writes waiting for their batch */
+    struct event *index_batch_ev;               /* sends them BATCH_MS after the first */
 
     /* submission queue (any thread, under mu) */
     pthread_mutex_t mu;
@@ -122,6 +124,8 @@ void jw_jobindex_free(struct jw_upstream *up);
 /* Records the job of `ev` in the user's and the global index, at most once per job per
  * job_index_refresh_s (an event of a job written lately costs nothing). */
 void jw_jobindex_note(struct jw_upstream *up, const struct jw_event *ev);
+/* Sends the writes still waiting for their batch (before a read of the index). */
+void jw_jobindex_flush(struct jw_upstream *up);
 /* Expands "{name}" in a key template; a new string. */
 char *jw_key_expand(const char *template, const char *name, const char *value);
 

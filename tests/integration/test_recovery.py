@@ -310,3 +310,23 @@ def test_a_job_first_seen_without_a_user_joins_the_users_index_when_named(jw):
     jw.publish("ai:job:progress:n1", {"jobId": "n1", "userId": "alice", "progress": 5})
     jw.wait_metric("jobwire_resume_window_events", lambda v: v == 3)
     assert jw.metric("jobwire_job_index_writes_total", result="ok") == 2  # all, then alice's
+
+
+@async_test
+async def test_a_scope_subscribe_right_after_a_jobs_first_event_lists_it(jw):
+    """Index writes wait to go out in batches, but never behind a read of the index: a
+    dashboard opened just after a job started lists it (without the flush before the read,
+    the write was still waiting and the job missing)."""
+    watcher = await jw.client("root", admin=True)
+    await ack_and_snapshots(watcher, await watcher.request({"type": "subscribe", "scope": "all"}))
+    for i in range(5):
+        job = f"fresh{i}"
+        start_job(jw, job, "alice")
+        ev = await watcher.expect_event()  # jobwire has seen the job's first event
+        assert ev["jobId"] == job, ev
+        alice = await jw.client("alice")
+        snaps = await ack_and_snapshots(alice, await alice.request({"type": "subscribe",
+                                                                    "scope": "user"}))
+        assert job in snaps, (job, sorted(snaps))
+        await alice.close()
+    jw.wait_metric("jobwire_job_index_writes_total", lambda v: v == 10, result="ok")
