@@ -90,10 +90,17 @@ jw_session_op_of(struct jw_sessions *reg, uint64_t id, uint64_t serial)
     return s && s->op && s->op->serial == serial ? s->op : NULL;
 }
 
+/* The loop's time of this turn, shared by every session of the registry. */
+static uint64_t
+sessions_now_ms(const struct jw_sessions *reg)
+{
+    return (uint64_t)(ev_now(reg->loop) * 1000.0);
+}
+
 uint64_t
 jw_session_now_ms(const struct jw_session *s)
 {
-    return (uint64_t)(ev_now(s->reg->loop) * 1000.0);
+    return sessions_now_ms(s->reg);
 }
 
 static void
@@ -602,9 +609,8 @@ void
 jw_sessions_tick(struct jw_sessions *reg)
 {
     const struct jw_config *cfg = reg->cfg;
-    uint64_t limit = (uint64_t)cfg->client_stall_timeout_s * 1000u;
+    uint64_t limit = (uint64_t)cfg->client_stall_timeout_s * 1000u, now = sessions_now_ms(reg);
     for (struct jw_session *s = reg->all; s; s = s->next) {
-        uint64_t now = jw_session_now_ms(s);
         keepalive_check(s, now);
         if (!limit || !s->outq.count || s->broken || now - s->progress_ms < limit)
             continue;

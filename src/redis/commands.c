@@ -55,17 +55,6 @@ static const char *const R_DEMOTED = "the master was demoted";
 /* ---- queues ---------------------------------------------------------------------------- */
 
 static void
-append(struct jw_request **head, struct jw_request **tail, struct jw_request *req)
-{
-    req->next = NULL;
-    if (*tail)
-        (*tail)->next = req;
-    else
-        *head = req;
-    *tail = req;
-}
-
-static void
 count_in(struct jw_cmdconn *c)
 {
     c->queued++;
@@ -208,7 +197,7 @@ write_req(struct jw_cmdconn *c, struct jw_request *req)
         req->_skipping = 1;
     }
     jw_link_write(&c->link, req->blob, req->len);
-    append(&c->fifo_head, &c->fifo_tail, req);
+    jw_request_append(&c->fifo_head, &c->fifo_tail, req);
     count_in(c);
     jw_metric_add(JW_M_REDIS_COMMANDS, (int64_t)req->nreplies);
     rearm(c);
@@ -222,12 +211,12 @@ send_on(struct jw_upstream *up, struct jw_cmdconn *c, struct jw_request *req)
     if (ready(c)) {
         write_req(c, req);
     } else if (c && c->node >= 0 && !c->retiring && opening(c)) {
-        append(&c->wait_head, &c->wait_tail, req);
+        jw_request_append(&c->wait_head, &c->wait_tail, req);
         count_in(c);
     } else if (is_cluster(up) && req->slot >= 0) {
         if (!up->parked_head) /* the first: read the map shortly, and on while any wait */
             schedule(up->refresh_ev, PARKED_REFRESH_MS);
-        append(&up->parked_head, &up->parked_tail, req);
+        jw_request_append(&up->parked_head, &up->parked_tail, req);
         up->queued++;
     } else {
         finish(req, -ENOTCONN);

@@ -128,11 +128,7 @@ write_index(struct jw_upstream *up, const char *key, const char *job)
     const char *argv[] = {"EVAL", SCRIPT, "1", key, now, job, age, max};
     jw_request_add(req, 8, argv, NULL);
     /* Held until the batch goes; `next` is free until jw_commands_send. */
-    if (up->index_tail)
-        up->index_tail->next = req;
-    else
-        up->index_head = req;
-    up->index_tail = req;
+    jw_request_append(&up->index_head, &up->index_tail, req);
     if (!up->index_batch_ev)
         up->index_batch_ev = evtimer_new(up->base, on_batch_due, up);
     static const struct timeval batch = {0, BATCH_MS * 1000};

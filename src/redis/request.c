@@ -40,6 +40,17 @@ jw_request_add(struct jw_request *req, int argc, const char **argv, const size_t
 }
 
 void
+jw_request_append(struct jw_request **head, struct jw_request **tail, struct jw_request *req)
+{
+    req->next = NULL;
+    if (*tail)
+        (*tail)->next = req;
+    else
+        *head = req;
+    *tail = req;
+}
+
+void
 jw_request_reset_replies(struct jw_request *req)
 {
     for (unsigned i = 0; i < req->got; i++)

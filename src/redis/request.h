@@ -46,6 +46,8 @@ struct jw_request {
 struct jw_request *jw_request_new(int slot, jw_request_done_fn done, void *ctx);
 /* Appends one command (argv with lengths; NULL argvlen = C strings) producing one reply. */
 void jw_request_add(struct jw_request *req, int argc, const char **argv, const size_t *argvlen);
+/* Links `req` at the end of the list head..tail (through ->next). */
+void jw_request_append(struct jw_request **head, struct jw_request **tail, struct jw_request *req);
 /* Drops the replies collected so far (before the request is written again elsewhere). */
 void jw_request_reset_replies(struct jw_request *req);
 void jw_request_free(struct jw_request *req);
